@@ -1,0 +1,277 @@
+"""Typed events: everything the core does is published here, and subscribers consume it.
+
+The console, the output writers and the durable journal are all subscribers of one
+`EventBus`. Each event carries a run-wide sequence number, a timestamp from the injected
+clock and the run id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from core.clock import Clock
+from core.contracts import ExecutionMode, RiskLevel
+
+
+class Event(BaseModel):
+    """Base of every event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    seq: int
+    ts: datetime
+    run_id: str
+
+
+class RunStarted(Event):
+    kind: Literal["run_started"] = "run_started"
+    plans_total: int
+    actions_total: int
+    mode_ceiling: ExecutionMode
+    simulated: bool
+
+
+class PlanStarted(Event):
+    kind: Literal["plan_started"] = "plan_started"
+    plan_id: str
+    plan_index: int
+    actions_total: int
+    agents: list[str]
+    phase21_plan_id: str | None = None
+    phase22_validation_id: str | None = None
+
+
+class StateTransition(Event):
+    kind: Literal["state_transition"] = "state_transition"
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    from_state: str
+    to_state: str
+    reason: str
+
+
+class ToolExecuted(Event):
+    kind: Literal["tool_executed"] = "tool_executed"
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    mode: ExecutionMode
+    success: bool
+    duration_ms: float
+    confidence: float
+    attempt: int = 1
+    error: str | None = None
+    timed_out: bool = False
+    simulated: bool = True
+
+
+class ConflictDetected(Event):
+    kind: Literal["conflict_detected"] = "conflict_detected"
+    plan_id: str
+    conflict_id: str
+    conflict_type: str
+    agents: list[str]
+    tool: str
+    resource: str | None = None
+    action_ids: list[str]
+    detail: str
+
+
+class ConflictResolved(Event):
+    kind: Literal["conflict_resolved"] = "conflict_resolved"
+    plan_id: str
+    conflict_id: str
+    conflict_type: str
+    strategy: str
+    outcome: str
+
+
+class ApprovalRequested(Event):
+    kind: Literal["approval_requested"] = "approval_requested"
+    request_id: str
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    risk_level: RiskLevel
+    reversible: bool
+    confidence: float
+    threshold: float
+    args: dict[str, Any]
+    action_hash: str
+    timeout_s: float
+    expires_at: datetime
+
+
+class ApprovalDecided(Event):
+    kind: Literal["approval_decided"] = "approval_decided"
+    request_id: str
+    plan_id: str
+    action_id: str
+    tool: str
+    approved: bool
+    decided_by: str
+    reason: str
+    action_hash: str
+
+
+class RollbackPerformed(Event):
+    kind: Literal["rollback_performed"] = "rollback_performed"
+    plan_id: str
+    trigger_action_id: str
+    undone: list[str]
+    failed_to_undo: list[str] = Field(default_factory=list)
+    total_rollbacks: int
+
+
+class SignalEmitted(Event):
+    kind: Literal["signal_emitted"] = "signal_emitted"
+    signal_type: str
+    tool_name: str
+    insight: str
+    recommended_action: str
+    confidence: float
+    target_phase: int
+
+
+class HealthUpdated(Event):
+    kind: Literal["health_updated"] = "health_updated"
+    health_score: float
+    health_assessment: str
+    metrics: dict[str, float]
+    anomalies: list[dict[str, Any]]
+
+
+class SystemLocked(Event):
+    kind: Literal["system_locked"] = "system_locked"
+    reason: str
+    by: str
+
+
+class SystemUnlocked(Event):
+    kind: Literal["system_unlocked"] = "system_unlocked"
+    reason: str
+    by: str
+
+
+class RunPaused(Event):
+    kind: Literal["run_paused"] = "run_paused"
+    by: str
+
+
+class RunResumed(Event):
+    kind: Literal["run_resumed"] = "run_resumed"
+    by: str
+
+
+class PlanFinished(Event):
+    kind: Literal["plan_finished"] = "plan_finished"
+    plan_id: str
+    plan_index: int
+    status: Literal["SUCCEEDED", "FAILED", "REJECTED"]
+    successful: int
+    failed: int
+    held: int
+    conflicts_detected: int
+    conflicts_resolved: int
+    rollbacks: int
+    reason: str = ""
+
+
+class RunFinished(Event):
+    kind: Literal["run_finished"] = "run_finished"
+    plans_processed: int
+    plans_successful: int
+    plans_failed: int
+    interrupted: bool = False
+
+
+AnyEvent = Annotated[
+    RunStarted
+    | PlanStarted
+    | StateTransition
+    | ToolExecuted
+    | ConflictDetected
+    | ConflictResolved
+    | ApprovalRequested
+    | ApprovalDecided
+    | RollbackPerformed
+    | SignalEmitted
+    | HealthUpdated
+    | SystemLocked
+    | SystemUnlocked
+    | RunPaused
+    | RunResumed
+    | PlanFinished
+    | RunFinished,
+    Field(discriminator="kind"),
+]
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+E = TypeVar("E", bound=Event)
+Subscriber = Callable[[Event], None]
+Barrier = Callable[[], Awaitable[None]]
+ErrorHandler = Callable[[Subscriber, BaseException], None]
+
+
+class EventBus:
+    """In-process publish/subscribe with a run-wide sequence number.
+
+    Subscribers are called synchronously, in subscription order, on the core's thread.
+    A subscriber that raises does not stop the others: the error goes to `on_error`
+    (the harness locks the system there: storage failures fail closed).
+    Barriers are awaited before anything irreversible happens (the durable journal
+    registers one that commits and fsyncs everything published so far).
+    """
+
+    def __init__(self, clock: Clock, run_id: str) -> None:
+        self.clock = clock
+        self.run_id = run_id
+        self._seq = 0
+        self._subscribers: list[Subscriber] = []
+        self._barriers: list[Barrier] = []
+        self.on_error: ErrorHandler | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def start_after(self, seq: int) -> None:
+        """Continue numbering after `seq` (used when resuming a journalled run)."""
+        self._seq = max(self._seq, seq)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def add_barrier(self, barrier: Barrier) -> None:
+        self._barriers.append(barrier)
+
+    def emit(self, cls: type[E], /, **fields: Any) -> E:
+        self._seq += 1
+        event = cls(seq=self._seq, ts=self.clock.now(), run_id=self.run_id, **fields)
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception as exc:
+                if self.on_error is None:
+                    raise
+                self.on_error(subscriber, exc)
+        return event
+
+    async def barrier(self) -> None:
+        for barrier in self._barriers:
+            await barrier()

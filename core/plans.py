@@ -1,0 +1,333 @@
+"""Phase 21 plans and Phase 22 validations as files: the formats, and a loader that never crashes.
+
+A plan file holds one plan, a list of plans, or `{"plans": [...]}`. A plan lists its
+actions (agent, tool, args, confidence, dependencies), or uses the report's
+`ToolExecutionPlan` fields (`agent_assignments`, `execution_order`, `confidence_scores`),
+which are expanded into actions. Every problem is reported with the file and field path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.contracts import ExecutionMode, ToolContractRegistry
+from core.errors import PlanError
+
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+
+
+class SimulationScript(BaseModel):
+    """How the simulated executor behaves for one action (all effects are simulated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    fail_in: tuple[ExecutionMode, ...] = ()
+    timeout_in: tuple[ExecutionMode, ...] = ()
+    timeout_attempts: int = Field(default=1, ge=1, le=10)
+    fail_on_call: int | None = Field(default=None, ge=1)
+    compensation_fails: bool = False
+
+
+class PlannedAction(BaseModel):
+    """One tool call an agent proposes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_ID)
+    agent: str = Field(min_length=1, max_length=128)
+    tool: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    confidence: float = Field(ge=0.0, le=1.0)
+    depends_on: tuple[str, ...] = ()
+    resource: str | None = Field(default=None, max_length=512)
+    simulate: SimulationScript = SimulationScript()
+
+
+class AgentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    permissions: tuple[str, ...] = ()
+
+
+class ToolExecutionPlan(BaseModel):
+    """A plan ready to orchestrate: the report's fields plus explicit, ordered actions.
+
+    `agent_assignments`, `execution_order` and `confidence_scores` are derived from the
+    actions when the plan is given as actions (and the other way round).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan_id: str = Field(pattern=_ID)
+    description: str = Field(default="", max_length=4096)
+    phase21_plan_id: str | None = Field(default=None, max_length=128)
+    phase22_validation_id: str | None = Field(default=None, max_length=128)
+    agents: dict[str, AgentSpec] | None = None
+    actions: tuple[PlannedAction, ...] = ()
+    agent_assignments: dict[str, list[str]] = Field(default_factory=dict)
+    execution_order: list[str] = Field(default_factory=list)
+    confidence_scores: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("confidence_scores")
+    @classmethod
+    def _scores_in_range(cls, scores: dict[str, float]) -> dict[str, float]:
+        for tool, score in scores.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"confidence for {tool!r} must be within 0..1, got {score}")
+        return scores
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_report_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("actions"):
+            return data
+        order = data.get("execution_order") or []
+        assignments = data.get("agent_assignments") or {}
+        scores = data.get("confidence_scores") or {}
+        if not isinstance(order, list) or not isinstance(assignments, dict):
+            return data
+        owner: dict[str, str] = {}
+        for agent, tools in assignments.items():
+            for tool in tools if isinstance(tools, list) else []:
+                owner.setdefault(str(tool), str(agent))
+        actions = []
+        for index, tool in enumerate(order):
+            if not isinstance(tool, str):
+                return data
+            actions.append(
+                {
+                    "id": f"step{index + 1}",
+                    "agent": owner.get(tool, "agent_default"),
+                    "tool": tool,
+                    "confidence": scores.get(tool, 0.0) if isinstance(scores, dict) else 0.0,
+                    "depends_on": [f"step{index}"] if index else [],
+                }
+            )
+        return {**data, "actions": actions}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ToolExecutionPlan:
+        if not self.actions:
+            raise ValueError("a plan needs at least one action (actions or execution_order)")
+        ids: set[str] = set()
+        for action in self.actions:
+            if action.id in ids:
+                raise ValueError(f"action id {action.id!r} is used twice")
+            ids.add(action.id)
+        for action in self.actions:
+            for dep in action.depends_on:
+                if dep not in ids:
+                    raise ValueError(f"action {action.id!r} depends on unknown action {dep!r}")
+                if dep == action.id:
+                    raise ValueError(f"action {action.id!r} depends on itself")
+        cycle = _find_cycle(self.actions)
+        if cycle:
+            raise ValueError(f"dependency cycle: {' -> '.join(cycle)}")
+        if self.agents is not None:
+            for action in self.actions:
+                if action.agent not in self.agents:
+                    raise ValueError(
+                        f"action {action.id!r} names agent {action.agent!r}, not declared in agents"
+                    )
+        if not self.execution_order:
+            assignments: dict[str, list[str]] = {}
+            for action in self.actions:
+                assignments.setdefault(action.agent, []).append(action.tool)
+            object.__setattr__(self, "execution_order", [a.tool for a in self.actions])
+            object.__setattr__(self, "agent_assignments", assignments)
+            object.__setattr__(
+                self, "confidence_scores", {a.tool: a.confidence for a in self.actions}
+            )
+        return self
+
+    @property
+    def agent_names(self) -> list[str]:
+        return list(dict.fromkeys(a.agent for a in self.actions))
+
+    def permissions_of(self, agent: str) -> tuple[str, ...] | None:
+        """The agent's permissions, or None when the plan declares none (nothing to check)."""
+        if self.agents is None:
+            return None
+        spec = self.agents.get(agent)
+        return spec.permissions if spec else ()
+
+
+def _find_cycle(actions: Sequence[PlannedAction]) -> list[str]:
+    deps = {a.id: a.depends_on for a in actions}
+    state: dict[str, int] = {}
+    for root in deps:
+        if state.get(root):
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                state[node] = 1
+                path.append(node)
+            children = deps.get(node, ())
+            if i < len(children):
+                stack.append((node, i + 1))
+                child = children[i]
+                if state.get(child) == 1:
+                    return [*path[path.index(child) :], child]
+                if not state.get(child):
+                    stack.append((child, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return []
+
+
+class Phase22Validation(BaseModel):
+    """A Phase 22 verdict on a Phase 21 plan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validation_id: str = Field(pattern=_ID)
+    plan_id: str = Field(min_length=1, max_length=128)
+    valid: bool = True
+    predicted_success: float | None = Field(default=None, ge=0.0, le=1.0)
+    issues: tuple[str, ...] = ()
+
+
+class _PlanFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plans: list[ToolExecutionPlan]
+
+
+class _ValidationFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    validations: list[Phase22Validation]
+
+
+def _field_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in {"tagged-union"}:
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _errors(exc: ValidationError, prefix: str) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        if prefix and loc and loc[0] == prefix:
+            loc = loc[1:]
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"field {_field_path(loc)}: {message}")
+    return problems
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise PlanError(str(path), ["file not found"]) from None
+    except OSError as exc:
+        raise PlanError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    if path.is_dir():
+        raise PlanError(str(path), ["is a directory, expected a JSON file"])
+    if size > MAX_PLAN_BYTES:
+        raise PlanError(str(path), [f"file is {size} bytes, larger than {MAX_PLAN_BYTES}"])
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise PlanError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            str(path), [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except RecursionError:
+        raise PlanError(str(path), ["JSON nested too deeply"]) from None
+
+
+def parse_plans(data: Any, source: str, registry: ToolContractRegistry | None = None) -> list[ToolExecutionPlan]:
+    """Validate already-decoded JSON as plans; raise PlanError naming `source` and the field."""
+    single = isinstance(data, dict) and "plans" not in data
+    if isinstance(data, list):
+        data = {"plans": data}
+    elif single:
+        data = {"plans": [data]}
+    elif not isinstance(data, dict):
+        raise PlanError(source, [f"top level must be an object or a list, got {type(data).__name__}"])
+    try:
+        plans = _PlanFile.model_validate(data).plans
+    except ValidationError as exc:
+        problems = _errors(exc, "")
+        if single:
+            problems = [p.replace("field plans[0].", "field ", 1) for p in problems]
+        raise PlanError(source, problems) from None
+    except RecursionError:
+        raise PlanError(source, ["JSON nested too deeply"]) from None
+    if registry is not None:
+        problems = [
+            f"field {'' if single else f'plans[{p}].'}actions[{a}].tool: unknown tool {action.tool!r}"
+            for p, plan in enumerate(plans)
+            for a, action in enumerate(plan.actions)
+            if action.tool not in registry
+        ]
+        if problems:
+            raise PlanError(source, problems)
+    return plans
+
+
+def load_plan_file(path: Path, registry: ToolContractRegistry | None = None) -> list[ToolExecutionPlan]:
+    return parse_plans(_read_json(path), str(path), registry)
+
+
+def expand_plan_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; directories contribute their *.json files, sorted by name."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if p.is_file())
+            if not found:
+                raise PlanError(str(path), ["directory holds no *.json plan files"])
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def load_plans(paths: Sequence[Path], registry: ToolContractRegistry | None = None) -> list[ToolExecutionPlan]:
+    plans: list[ToolExecutionPlan] = []
+    seen: dict[str, str] = {}
+    for file in expand_plan_paths(paths):
+        for plan in load_plan_file(file, registry):
+            if plan.plan_id in seen:
+                raise PlanError(
+                    str(file), [f"field plan_id: {plan.plan_id!r} already defined in {seen[plan.plan_id]}"]
+                )
+            seen[plan.plan_id] = str(file)
+            plans.append(plan)
+    return plans
+
+
+def load_validations(path: Path) -> list[Phase22Validation]:
+    data = _read_json(path)
+    if isinstance(data, list):
+        data = {"validations": data}
+    elif not isinstance(data, dict):
+        raise PlanError(str(path), ["top level must be an object or a list"])
+    try:
+        return _ValidationFile.model_validate(data).validations
+    except ValidationError as exc:
+        raise PlanError(str(path), _errors(exc, "")) from None
