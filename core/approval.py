@@ -18,9 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from core.contracts import ExecutionMode, RiskLevel
 
 
-def canonical_action_hash(
-    agent: str, tool: str, args: dict[str, Any], plan_id: str, mode: ExecutionMode
-) -> str:
+def canonical_action_hash(agent: str, tool: str, args: dict[str, Any], plan_id: str, mode: ExecutionMode) -> str:
     """SHA-256 over a canonical JSON of what makes an action *this* action."""
     payload = json.dumps(
         {"agent": agent, "tool": tool, "args": args, "plan_id": plan_id, "mode": mode.value},

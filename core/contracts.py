@@ -65,9 +65,7 @@ class ToolContract(BaseModel):
             raise ValueError(f"{self.name}: a read-only tool is reversible by definition")
         for permission in self.required_permissions:
             if not _PERMISSION.match(permission):
-                raise ValueError(
-                    f"{self.name}: permission {permission!r} must look like 'scope.action'"
-                )
+                raise ValueError(f"{self.name}: permission {permission!r} must look like 'scope.action'")
         if self.name in self.dependencies:
             raise ValueError(f"{self.name}: a tool cannot depend on itself")
         return self
@@ -136,9 +134,7 @@ class ToolContractRegistry:
     ) -> RequestValidation:
         """Check a request against the contract: known tool, permissions, approval for LIVE."""
         if tool_name not in self._contracts:
-            return RequestValidation(
-                tool_name=tool_name, allowed=False, problems=(f"unknown tool {tool_name!r}",)
-            )
+            return RequestValidation(tool_name=tool_name, allowed=False, problems=(f"unknown tool {tool_name!r}",))
         contract = self._contracts[tool_name]
         problems = [f"missing permission {p}" for p in self.missing_permissions(tool_name, granted)]
         if mode is ExecutionMode.LIVE and contract.requires_approval and not approved:
@@ -181,9 +177,7 @@ class ToolContractRegistry:
             "irreversible": sum(not c.reversible for c in contracts),
             "read_only": sum(c.read_only for c in contracts),
             "approval_required": sum(c.requires_approval for c in contracts),
-            "permissions": dict(
-                sorted(Counter(p for c in contracts for p in c.required_permissions).items())
-            ),
+            "permissions": dict(sorted(Counter(p for c in contracts for p in c.required_permissions).items())),
         }
 
 
@@ -238,24 +232,147 @@ def standard_contracts() -> list[ToolContract]:
     """The 14 standard tools plus the four they depend on, so the dependency graph is closed."""
     read = {"reversible": True, "read_only": True}
     return [
-        _tool("vision_inspect", "Inspect the screen", LOW, **read, permissions=("screen.read",), max_concurrency=8),
-        _tool("screenshot_capture", "Capture a screenshot", LOW, **read, permissions=("screen.read",), max_concurrency=8),
-        _tool("memory_search", "Search agent memory", LOW, **read, permissions=("memory.read",), max_concurrency=16),
-        _tool("goal_query", "Query the goal store", LOW, **read, permissions=("goals.read",), max_concurrency=16),
-        _tool("form_fill", "Fill a form field", MEDIUM, reversible=True, permissions=("screen.write",), max_concurrency=2),
-        _tool("text_extract", "Extract text into the scratch store", LOW, reversible=True, permissions=("screen.read",), max_concurrency=8),
+        _tool(
+            "vision_inspect",
+            "Inspect the screen",
+            LOW,
+            **read,
+            permissions=("screen.read",),
+            max_concurrency=8,
+        ),
+        _tool(
+            "screenshot_capture",
+            "Capture a screenshot",
+            LOW,
+            **read,
+            permissions=("screen.read",),
+            max_concurrency=8,
+        ),
+        _tool(
+            "memory_search",
+            "Search agent memory",
+            LOW,
+            **read,
+            permissions=("memory.read",),
+            max_concurrency=16,
+        ),
+        _tool(
+            "goal_query",
+            "Query the goal store",
+            LOW,
+            **read,
+            permissions=("goals.read",),
+            max_concurrency=16,
+        ),
+        _tool(
+            "form_fill",
+            "Fill a form field",
+            MEDIUM,
+            reversible=True,
+            permissions=("screen.write",),
+            max_concurrency=2,
+        ),
+        _tool(
+            "text_extract",
+            "Extract text into the scratch store",
+            LOW,
+            reversible=True,
+            permissions=("screen.read",),
+            max_concurrency=8,
+        ),
         _tool("math_compute", "Compute and store a value", LOW, reversible=True, max_concurrency=16),
-        _tool("button_click", "Click a button", MEDIUM, reversible=False, permissions=("screen.write",), max_concurrency=1, dependencies=("vision_inspect", "form_fill")),
-        _tool("ghl_create_contact", "Create a GoHighLevel CRM contact", HIGH, reversible=False, permissions=("crm.write",), max_concurrency=2, dependencies=("ghl_search",)),
-        _tool("ghl_update_contact", "Update a GoHighLevel CRM contact", HIGH, reversible=False, permissions=("crm.write",), max_concurrency=2),
-        _tool("mployer_add_contact", "Add a contact in Mployer", HIGH, reversible=False, permissions=("mployer.write",), max_concurrency=2, dependencies=("mployer_search",)),
-        _tool("msgraph_send_email", "Send an email through Microsoft Graph", HIGH, reversible=False, permissions=("mail.send",), max_concurrency=1, dependencies=("msgraph_get_user", "msgraph_create_draft")),
-        _tool("file_operation", "Write, move or delete a file", HIGH, reversible=False, permissions=("files.write",), max_concurrency=2),
-        _tool("database_write", "Write to a database", HIGH, reversible=False, permissions=("db.write",), max_concurrency=1),
-        _tool("ghl_search", "Search GoHighLevel contacts", LOW, **read, permissions=("crm.read",), max_concurrency=8),
-        _tool("mployer_search", "Search Mployer contacts", LOW, **read, permissions=("mployer.read",), max_concurrency=8),
-        _tool("msgraph_get_user", "Look up a user in Microsoft Graph", LOW, **read, permissions=("directory.read",), max_concurrency=8),
-        _tool("msgraph_create_draft", "Create an email draft", MEDIUM, reversible=True, permissions=("mail.draft",), max_concurrency=2),
+        _tool(
+            "button_click",
+            "Click a button",
+            MEDIUM,
+            reversible=False,
+            permissions=("screen.write",),
+            max_concurrency=1,
+            dependencies=("vision_inspect", "form_fill"),
+        ),
+        _tool(
+            "ghl_create_contact",
+            "Create a GoHighLevel CRM contact",
+            HIGH,
+            reversible=False,
+            permissions=("crm.write",),
+            max_concurrency=2,
+            dependencies=("ghl_search",),
+        ),
+        _tool(
+            "ghl_update_contact",
+            "Update a GoHighLevel CRM contact",
+            HIGH,
+            reversible=False,
+            permissions=("crm.write",),
+            max_concurrency=2,
+        ),
+        _tool(
+            "mployer_add_contact",
+            "Add a contact in Mployer",
+            HIGH,
+            reversible=False,
+            permissions=("mployer.write",),
+            max_concurrency=2,
+            dependencies=("mployer_search",),
+        ),
+        _tool(
+            "msgraph_send_email",
+            "Send an email through Microsoft Graph",
+            HIGH,
+            reversible=False,
+            permissions=("mail.send",),
+            max_concurrency=1,
+            dependencies=("msgraph_get_user", "msgraph_create_draft"),
+        ),
+        _tool(
+            "file_operation",
+            "Write, move or delete a file",
+            HIGH,
+            reversible=False,
+            permissions=("files.write",),
+            max_concurrency=2,
+        ),
+        _tool(
+            "database_write",
+            "Write to a database",
+            HIGH,
+            reversible=False,
+            permissions=("db.write",),
+            max_concurrency=1,
+        ),
+        _tool(
+            "ghl_search",
+            "Search GoHighLevel contacts",
+            LOW,
+            **read,
+            permissions=("crm.read",),
+            max_concurrency=8,
+        ),
+        _tool(
+            "mployer_search",
+            "Search Mployer contacts",
+            LOW,
+            **read,
+            permissions=("mployer.read",),
+            max_concurrency=8,
+        ),
+        _tool(
+            "msgraph_get_user",
+            "Look up a user in Microsoft Graph",
+            LOW,
+            **read,
+            permissions=("directory.read",),
+            max_concurrency=8,
+        ),
+        _tool(
+            "msgraph_create_draft",
+            "Create an email draft",
+            MEDIUM,
+            reversible=True,
+            permissions=("mail.draft",),
+            max_concurrency=2,
+        ),
     ]
 
 

@@ -180,6 +180,7 @@ class PlanFinished(Event):
     successful: int
     failed: int
     held: int
+    cancelled: int
     conflicts_detected: int
     conflicts_resolved: int
     rollbacks: int
@@ -239,6 +240,8 @@ class EventBus:
         self._subscribers: list[Subscriber] = []
         self._barriers: list[Barrier] = []
         self.on_error: ErrorHandler | None = None
+        self._dispatching = False
+        self._backlog: list[Event] = []
 
     @property
     def last_seq(self) -> int:
@@ -261,8 +264,23 @@ class EventBus:
         self._barriers.append(barrier)
 
     def emit(self, cls: type[E], /, **fields: Any) -> E:
+        """Number, stamp and deliver an event. An event emitted by a subscriber is
+        delivered after the current one, so every subscriber sees sequence order."""
         self._seq += 1
         event = cls(seq=self._seq, ts=self.clock.now(), run_id=self.run_id, **fields)
+        if self._dispatching:
+            self._backlog.append(event)
+            return event
+        self._dispatching = True
+        try:
+            self._deliver(event)
+            while self._backlog:
+                self._deliver(self._backlog.pop(0))
+        finally:
+            self._dispatching = False
+        return event
+
+    def _deliver(self, event: Event) -> None:
         for subscriber in self._subscribers:
             try:
                 subscriber(event)
@@ -270,7 +288,6 @@ class EventBus:
                 if self.on_error is None:
                     raise
                 self.on_error(subscriber, exc)
-        return event
 
     async def barrier(self) -> None:
         for barrier in self._barriers:

@@ -133,18 +133,14 @@ class ToolExecutionPlan(BaseModel):
         if self.agents is not None:
             for action in self.actions:
                 if action.agent not in self.agents:
-                    raise ValueError(
-                        f"action {action.id!r} names agent {action.agent!r}, not declared in agents"
-                    )
+                    raise ValueError(f"action {action.id!r} names agent {action.agent!r}, not declared in agents")
         if not self.execution_order:
             assignments: dict[str, list[str]] = {}
             for action in self.actions:
                 assignments.setdefault(action.agent, []).append(action.tool)
             object.__setattr__(self, "execution_order", [a.tool for a in self.actions])
             object.__setattr__(self, "agent_assignments", assignments)
-            object.__setattr__(
-                self, "confidence_scores", {a.tool: a.confidence for a in self.actions}
-            )
+            object.__setattr__(self, "confidence_scores", {a.tool: a.confidence for a in self.actions})
         return self
 
     @property
@@ -252,9 +248,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PlanError(
-            str(path), [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from None
+        raise PlanError(str(path), [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
     except RecursionError:
         raise PlanError(str(path), ["JSON nested too deeply"]) from None
 
@@ -314,7 +308,8 @@ def load_plans(paths: Sequence[Path], registry: ToolContractRegistry | None = No
         for plan in load_plan_file(file, registry):
             if plan.plan_id in seen:
                 raise PlanError(
-                    str(file), [f"field plan_id: {plan.plan_id!r} already defined in {seen[plan.plan_id]}"]
+                    str(file),
+                    [f"field plan_id: {plan.plan_id!r} already defined in {seen[plan.plan_id]}"],
                 )
             seen[plan.plan_id] = str(file)
             plans.append(plan)

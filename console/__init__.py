@@ -1,0 +1,1 @@
+"""The operator's side: the command line (`phase24`) and the Textual console."""

@@ -1,0 +1,201 @@
+"""`phase24`: run plans headless, watch them in the console, verify or resume a run.
+
+Exit codes: 0 success, 1 a plan failed, 2 bad input (a clear one-paragraph error, never a
+traceback), 3 a journal failed verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from console import exit_codes
+
+DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MOCK -> DRY_RUN -> LIVE escalation."
+
+
+def _delay_range(text: str) -> tuple[float, float]:
+    try:
+        low, _, high = text.partition("-")
+        value = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS or LOW-HIGH, got {text!r}") from None
+    if not 0 <= value[0] <= value[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "plans",
+        nargs="+",
+        type=Path,
+        metavar="PLAN_OR_DIR",
+        help="plan files, or directories of *.json plans",
+    )
+    parser.add_argument("--validations", type=Path, help="Phase 22 validations file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: outputs/phase24/<run id>); must not hold a run",
+    )
+    parser.add_argument("--dry-run-only", action="store_true", help="never escalate past DRY_RUN")
+    parser.add_argument("--max-live", type=int, metavar="N", help="at most N LIVE escalations in the run")
+    parser.add_argument(
+        "--live-floor",
+        type=float,
+        metavar="C",
+        help="raise every LIVE confidence threshold to at least C",
+    )
+    parser.add_argument(
+        "--approval-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds an approval may wait before it is denied",
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=_delay_range,
+        default=(5.0, 15.0),
+        metavar="LOW-HIGH",
+        help="seconds to wait before retrying a timed-out tool (default 5-15)",
+    )
+    parser.add_argument("--seed", type=int, default=24, help="seed for the run's randomness (retry delays)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phase24", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run plans headless and print a summary")
+    _add_run_options(run)
+    run.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="grant every approval (demos only; the default denies)",
+    )
+    watch = sub.add_parser("console", help="run plans in the live operator console")
+    _add_run_options(watch)
+    verify = sub.add_parser("verify", help="check a run's journal hash chain")
+    verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
+    resume.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    resume.add_argument(
+        "--console",
+        action="store_true",
+        help="resume in the console (UNKNOWN outcomes go to the operator)",
+    )
+    return parser
+
+
+class BadInput(Exception):
+    """A problem with what the operator gave us; printed as one paragraph, exit 2."""
+
+
+def _fail(message: str) -> int:
+    from core.inert import inert
+
+    sys.stderr.write(f"phase24: error: {inert(message, 4000)}\n")
+    return exit_codes.BAD_INPUT
+
+
+def prepare(args: argparse.Namespace, approve_all: bool = False) -> Any:
+    """Load the inputs and build a harness; raises BadInput or PlanError."""
+    from pydantic import ValidationError
+
+    from core.approval import PolicyGate
+    from core.clock import SystemClock
+    from core.contracts import standard_registry
+    from core.harness import Phase24ExecutionConfig, Phase24Harness, make_run_id
+    from core.plans import load_plans, load_validations
+
+    registry = standard_registry()
+    plans = load_plans(args.plans, registry)
+    validations = load_validations(args.validations) if args.validations else []
+    clock = SystemClock()
+    run_id = make_run_id(clock)
+    out = args.out or Path("outputs/phase24") / run_id
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"{out}: output directory is not empty; choose another --out (a run's outputs are never mixed)")
+    try:
+        config = Phase24ExecutionConfig(
+            output_dir=out,
+            dry_run_only=args.dry_run_only,
+            max_live_escalations=args.max_live,
+            confidence_threshold_for_live=args.live_floor,
+            retry_delay_range_s=args.retry_delay,
+            seed=args.seed,
+            **({"approval_timeout_s": args.approval_timeout} if args.approval_timeout is not None else {}),
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise BadInput(f"option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    harness = Phase24Harness(
+        config,
+        gate=PolicyGate(approve_all=approve_all),
+        clock=clock,
+        registry=registry,
+        run_id=run_id,
+    )
+    harness.load_phase21_plans(plans)
+    harness.load_phase22_validations(validations)
+    return harness
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from console.report import print_summary
+
+    harness = prepare(args, approve_all=args.approve_all)
+    summary = harness.execute_orchestration_pipeline()
+    out = harness.config.output_dir
+    conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
+    health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
+    print_summary(Console(), summary, conflicts, health, out)
+    return exit_codes.PLAN_FAILED if summary["plans_failed"] > 0 else exit_codes.OK
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.app import run_console
+
+    return run_console(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from core.errors import Phase24Error
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "console":
+            return cmd_console(args)
+        if args.command == "verify":
+            from console.journal_cli import cmd_verify
+
+            return cmd_verify(args)
+        if args.command == "resume":
+            from console.journal_cli import cmd_resume
+
+            return cmd_resume(args)
+    except BadInput as exc:
+        return _fail(str(exc))
+    except Phase24Error as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return exit_codes.BAD_INPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,479 @@
+"""The execution controller: one action's climb MOCK -> DRY_RUN -> LIVE, and the system lock.
+
+Every action starts in MOCK and climbs one mode at a time, as far as its risk, confidence,
+the run's ceiling and the lock allow. HIGH-risk LIVE waits for an approval bound to the
+action's canonical hash. Every transition is checked against `ALLOWED_TRANSITIONS`
+(an illegal one raises `TransitionNotAllowed`) and published as a `StateTransition` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from core.approval import (
+    ApprovalDecision,
+    ApprovalGate,
+    ApprovalRequest,
+    canonical_action_hash,
+    deny,
+)
+from core.contracts import ExecutionMode, RiskLevel, ToolContract, ToolContractRegistry
+from core.errors import TransitionNotAllowed
+from core.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    EventBus,
+    StateTransition,
+    SystemLocked,
+    SystemUnlocked,
+    ToolExecuted,
+)
+from core.executors import ExecutionOutcome, ToolExecutor
+from core.plans import PlannedAction
+
+
+class ExecutionState(StrEnum):
+    MOCK = "MOCK"
+    DRY_RUN = "DRY_RUN"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    LIVE = "LIVE"
+    ROLLBACK = "ROLLBACK"
+    LOCKED = "LOCKED"
+    ABORTED = "ABORTED"
+    COMPLETED = "COMPLETED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {ExecutionState.LOCKED, ExecutionState.ABORTED, ExecutionState.COMPLETED}
+S = ExecutionState
+
+#: The one state machine (README: "Execution state machine").
+ALLOWED_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
+    S.MOCK: frozenset({S.DRY_RUN, S.COMPLETED, S.LOCKED, S.ROLLBACK, S.ABORTED}),
+    S.DRY_RUN: frozenset({S.AWAITING_APPROVAL, S.LIVE, S.COMPLETED, S.LOCKED, S.ROLLBACK, S.ABORTED}),
+    S.AWAITING_APPROVAL: frozenset({S.LIVE, S.LOCKED, S.ABORTED}),
+    S.LIVE: frozenset({S.COMPLETED, S.ROLLBACK, S.ABORTED}),
+    S.ROLLBACK: frozenset({S.ABORTED}),
+    S.LOCKED: frozenset(),
+    S.ABORTED: frozenset(),
+    S.COMPLETED: frozenset(),
+}
+
+#: Risk -> (minimum confidence for DRY_RUN, minimum confidence for LIVE). HIGH LIVE also
+#: needs an explicit approval.
+CONFIDENCE_THRESHOLDS: dict[RiskLevel, tuple[float, float]] = {
+    RiskLevel.LOW: (0.5, 0.7),
+    RiskLevel.MEDIUM: (0.65, 0.8),
+    RiskLevel.HIGH: (0.8, 0.85),
+}
+
+
+def evaluate_execution_mode(risk: RiskLevel, confidence: float, live_floor: float | None = None) -> ExecutionMode:
+    """The highest mode risk and confidence allow (approval is checked separately)."""
+    dry, live = CONFIDENCE_THRESHOLDS[risk]
+    if live_floor is not None:
+        live = max(live, live_floor)
+    if confidence >= live:
+        return ExecutionMode.LIVE
+    if confidence >= dry:
+        return ExecutionMode.DRY_RUN
+    return ExecutionMode.MOCK
+
+
+def live_threshold(risk: RiskLevel, live_floor: float | None = None) -> float:
+    live = CONFIDENCE_THRESHOLDS[risk][1]
+    return live if live_floor is None else max(live, live_floor)
+
+
+@dataclass
+class ModeRun:
+    mode: ExecutionMode
+    success: bool
+    duration_ms: float
+    attempt: int
+    error: str | None = None
+    timed_out: bool = False
+
+
+@dataclass
+class ExecutionContext:
+    """One action as the controller sees it while it climbs."""
+
+    plan_id: str
+    action: PlannedAction
+    contract: ToolContract
+    agent: str
+    mode_cap: ExecutionMode = ExecutionMode.LIVE
+    state: ExecutionState = ExecutionState.MOCK
+    target_mode: ExecutionMode = ExecutionMode.MOCK
+    runs: list[ModeRun] = field(default_factory=list)
+    approval: dict[str, Any] | None = None
+    reason: str = ""
+    failure: str | None = None
+
+    @property
+    def action_id(self) -> str:
+        return self.action.id
+
+    @property
+    def tool(self) -> str:
+        return self.action.tool
+
+    @property
+    def confidence(self) -> float:
+        return self.action.confidence
+
+    @property
+    def highest_mode(self) -> ExecutionMode | None:
+        done = [r.mode for r in self.runs if r.success]
+        return max(done, key=lambda m: m.rank) if done else None
+
+    def action_hash(self, mode: ExecutionMode = ExecutionMode.LIVE) -> str:
+        return canonical_action_hash(self.agent, self.tool, self.action.args, self.plan_id, mode)
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    plan_id: str
+    action_id: str
+    from_state: ExecutionState
+    to_state: ExecutionState
+    timestamp: datetime
+    reason: str
+
+
+RetryPolicy = Callable[[ExecutionContext, ExecutionMode, int, ExecutionOutcome], Awaitable[float | None]]
+"""Called on a timeout: seconds to wait before retrying, or None to give up."""
+
+
+class ExecutionController:
+    """Runs actions through the state machine; owns the lock and the approval port.
+
+    `lock_system` and `unlock_system` may be called from any thread: the flag flips at
+    once (every check reads it), the events and the denial of pending approvals happen
+    on the core's loop.
+    """
+
+    def __init__(
+        self,
+        registry: ToolContractRegistry,
+        bus: EventBus,
+        gate: ApprovalGate,
+        *,
+        mode_ceiling: ExecutionMode = ExecutionMode.LIVE,
+        live_floor: float | None = None,
+        max_live_escalations: int | None = None,
+        approval_timeout_s: float = 120.0,
+        audit_limit: int = 10_000,
+    ) -> None:
+        self.registry = registry
+        self.bus = bus
+        self.gate = gate
+        self.mode_ceiling = mode_ceiling
+        self.live_floor = live_floor
+        self.max_live_escalations = max_live_escalations
+        self.approval_timeout_s = approval_timeout_s
+        self.audit_trail: deque[TransitionRecord] = deque(maxlen=audit_limit)
+        self.live_escalations = 0
+        self._locked = False
+        self._lock_reason = ""
+        self._used_approvals: set[str] = set()
+        self._request_counter = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_lock = threading.Lock()
+
+    # -- the lock ---------------------------------------------------------------------
+
+    @property
+    def locked(self) -> bool:
+        return self._locked
+
+    @property
+    def lock_reason(self) -> str:
+        return self._lock_reason
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def lock_system(self, reason: str = "operator lock", by: str = "operator") -> bool:
+        """Force MOCK-only for everything not yet executed; deny pending approvals.
+
+        Returns False when the system was already locked.
+        """
+        with self._thread_lock:
+            if self._locked:
+                return False
+            self._locked = True
+            self._lock_reason = reason
+        self._on_core(lambda: self._announce_lock(reason, by))
+        return True
+
+    def unlock_system(self, reason: str = "operator unlock", by: str = "operator") -> bool:
+        with self._thread_lock:
+            if not self._locked:
+                return False
+            self._locked = False
+            self._lock_reason = ""
+        self._on_core(lambda: self.bus.emit(SystemUnlocked, reason=reason, by=by))
+        return True
+
+    def restore_lock(self, reason: str) -> None:
+        """Start locked without a new event (a resumed run whose journal ends locked)."""
+        self._locked = True
+        self._lock_reason = reason
+
+    def _announce_lock(self, reason: str, by: str) -> None:
+        self.bus.emit(SystemLocked, reason=reason, by=by)
+        self.gate.cancel_pending(f"system locked: {reason}")
+
+    def _on_core(self, fn: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            fn()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    # -- the state machine ------------------------------------------------------------
+
+    def evaluate_execution_mode(self, tool_name: str, confidence: float) -> ExecutionMode:
+        contract = self.registry.get(tool_name)
+        return evaluate_execution_mode(contract.risk_level, confidence, self.live_floor)
+
+    def transition(self, ctx: ExecutionContext, to_state: ExecutionState, reason: str) -> None:
+        if to_state not in ALLOWED_TRANSITIONS[ctx.state]:
+            raise TransitionNotAllowed(ctx.state.value, to_state.value, ctx.action_id)
+        from_state = ctx.state
+        ctx.state = to_state
+        ctx.reason = reason
+        event = self.bus.emit(
+            StateTransition,
+            plan_id=ctx.plan_id,
+            action_id=ctx.action_id,
+            agent=ctx.agent,
+            tool=ctx.tool,
+            from_state=from_state.value,
+            to_state=to_state.value,
+            reason=reason,
+        )
+        self.audit_trail.append(TransitionRecord(ctx.plan_id, ctx.action_id, from_state, to_state, event.ts, reason))
+
+    def target_for(self, ctx: ExecutionContext) -> tuple[ExecutionMode, str]:
+        """The mode this action may reach, and why it stops there."""
+        wanted = evaluate_execution_mode(ctx.contract.risk_level, ctx.confidence, self.live_floor)
+        target, why = wanted, f"confidence {ctx.confidence:.2f} allows {wanted.value}"
+        if ctx.mode_cap.rank < target.rank:
+            target, why = ctx.mode_cap, f"capped at {ctx.mode_cap.value} by conflict resolution"
+        if self.mode_ceiling.rank < target.rank:
+            target, why = self.mode_ceiling, f"run ceiling is {self.mode_ceiling.value}"
+        return target, why
+
+    async def _run_mode(
+        self,
+        ctx: ExecutionContext,
+        executor: ToolExecutor,
+        mode: ExecutionMode,
+        retry: RetryPolicy | None,
+    ) -> bool:
+        attempt = 1
+        while True:
+            outcome = await executor.execute(mode, ctx.action, attempt)
+            ctx.runs.append(
+                ModeRun(
+                    mode,
+                    outcome.success,
+                    outcome.duration_ms,
+                    attempt,
+                    outcome.error,
+                    outcome.timed_out,
+                )
+            )
+            self.bus.emit(
+                ToolExecuted,
+                plan_id=ctx.plan_id,
+                action_id=ctx.action_id,
+                agent=ctx.agent,
+                tool=ctx.tool,
+                mode=mode,
+                success=outcome.success,
+                duration_ms=outcome.duration_ms,
+                confidence=ctx.confidence,
+                attempt=attempt,
+                error=outcome.error,
+                timed_out=outcome.timed_out,
+                simulated=outcome.simulated,
+            )
+            if outcome.success:
+                return True
+            if outcome.timed_out and retry is not None:
+                delay = await retry(ctx, mode, attempt, outcome)
+                if delay is not None:
+                    attempt += 1
+                    await self.bus.clock.sleep(delay)
+                    if mode is not ExecutionMode.MOCK and self._locked:
+                        ctx.failure = "system locked while waiting to retry"
+                        return False
+                    continue
+            ctx.failure = outcome.error or "execution failed"
+            return False
+
+    async def run_action(
+        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None = None
+    ) -> ExecutionContext:
+        """Climb as far as allowed. Ends COMPLETED, LOCKED, or (on failure) ROLLBACK.
+
+        A failed action is left in ROLLBACK: the orchestrator unwinds the plan's rollback
+        stack and then moves it to ABORTED.
+        """
+        if not await self._run_mode(ctx, executor, ExecutionMode.MOCK, retry):
+            self.transition(ctx, S.ROLLBACK, f"MOCK execution failed: {ctx.failure}")
+            return ctx
+        target, why = self.target_for(ctx)
+        ctx.target_mode = target
+        if self._locked:
+            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            return ctx
+        if target is ExecutionMode.MOCK:
+            self.transition(ctx, S.COMPLETED, f"MOCK succeeded; {why}")
+            return ctx
+
+        self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
+        if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
+            self.transition(ctx, S.ROLLBACK, f"DRY_RUN execution failed: {ctx.failure}")
+            return ctx
+        if self._locked:
+            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            return ctx
+        if target is ExecutionMode.DRY_RUN:
+            self.transition(ctx, S.COMPLETED, f"DRY_RUN succeeded; {why}")
+            return ctx
+        if self.max_live_escalations is not None and self.live_escalations >= self.max_live_escalations:
+            self.transition(
+                ctx,
+                S.COMPLETED,
+                f"DRY_RUN succeeded; max_live_escalations ({self.max_live_escalations}) reached",
+            )
+            return ctx
+
+        if ctx.contract.requires_approval:
+            self.transition(ctx, S.AWAITING_APPROVAL, "HIGH-risk LIVE escalation needs an approval")
+            decision = await self._await_approval(ctx)
+            if not decision.approved:
+                self.transition(ctx, S.LOCKED, f"approval denied by {decision.decided_by}: {decision.reason}")
+                return ctx
+        self.live_escalations += 1
+        await self.bus.barrier()
+        if self._locked:
+            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            return ctx
+        self.transition(ctx, S.LIVE, "approval granted" if ctx.approval else f"{why}; no approval required")
+        if not await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry):
+            self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")
+            return ctx
+        self.transition(ctx, S.COMPLETED, "LIVE succeeded")
+        return ctx
+
+    # -- approvals --------------------------------------------------------------------
+
+    def _new_request(self, ctx: ExecutionContext) -> ApprovalRequest:
+        self._request_counter += 1
+        return ApprovalRequest(
+            request_id=f"{self.bus.run_id}:R{self._request_counter:04d}",
+            plan_id=ctx.plan_id,
+            action_id=ctx.action_id,
+            agent=ctx.agent,
+            tool=ctx.tool,
+            risk_level=ctx.contract.risk_level,
+            reversible=ctx.contract.reversible,
+            confidence=ctx.confidence,
+            threshold=live_threshold(ctx.contract.risk_level, self.live_floor),
+            args=ctx.action.args,
+            action_hash=ctx.action_hash(),
+            requested_at=self.bus.clock.now(),
+            timeout_s=self.approval_timeout_s,
+        )
+
+    async def _await_approval(self, ctx: ExecutionContext) -> ApprovalDecision:
+        request = self._new_request(ctx)
+        self.bus.emit(
+            ApprovalRequested,
+            request_id=request.request_id,
+            plan_id=request.plan_id,
+            action_id=request.action_id,
+            agent=request.agent,
+            tool=request.tool,
+            risk_level=request.risk_level,
+            reversible=request.reversible,
+            confidence=request.confidence,
+            threshold=request.threshold,
+            args=request.args,
+            action_hash=request.action_hash,
+            timeout_s=request.timeout_s,
+            expires_at=request.expires_at,
+        )
+        if self._locked:
+            decision = deny(request, "lock", f"system locked: {self._lock_reason}")
+        else:
+            try:
+                decision = await asyncio.wait_for(self.gate.decide(request), request.timeout_s)
+            except TimeoutError:
+                decision = deny(request, "timeout", f"no answer within {request.timeout_s:g}s")
+        decision = self.check_decision(ctx, request, decision)
+        ctx.approval = {
+            "request_id": request.request_id,
+            "approved": decision.approved,
+            "decided_by": decision.decided_by,
+            "reason": decision.reason,
+            "action_hash": request.action_hash,
+        }
+        self.bus.emit(
+            ApprovalDecided,
+            request_id=request.request_id,
+            plan_id=ctx.plan_id,
+            action_id=ctx.action_id,
+            tool=ctx.tool,
+            approved=decision.approved,
+            decided_by=decision.decided_by,
+            reason=decision.reason,
+            action_hash=request.action_hash,
+        )
+        await self.bus.barrier()
+        return decision
+
+    def check_decision(
+        self, ctx: ExecutionContext, request: ApprovalRequest, decision: ApprovalDecision
+    ) -> ApprovalDecision:
+        """An approval counts only for this exact action, once, before it expires, unlocked."""
+        if not decision.approved:
+            return decision
+        problem = None
+        if decision.request_id != request.request_id:
+            problem = "approval answers another request"
+        elif decision.action_hash != ctx.action_hash():
+            problem = "approval hash does not match the action as it is now"
+        elif decision.request_id in self._used_approvals:
+            problem = "approval was already used"
+        elif self.bus.clock.now() > request.expires_at:
+            problem = "approval arrived after it expired"
+        elif self._locked:
+            problem = f"system locked: {self._lock_reason}"
+        if problem is not None:
+            return deny(request, decision.decided_by, f"refused: {problem}")
+        self._used_approvals.add(decision.request_id)
+        return decision

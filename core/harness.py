@@ -1,0 +1,410 @@
+"""The end-to-end pipeline: load Phase 21 plans and Phase 22 validations, orchestrate each
+plan, learn, monitor, and write the output files. Everything is published on one bus."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.approval import ApprovalGate, PolicyGate
+from core.clock import Clock, SystemClock, iso
+from core.conflicts import ConflictResolver
+from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
+from core.controller import ExecutionController
+from core.events import (
+    Event,
+    EventBus,
+    HealthUpdated,
+    PlanFinished,
+    PlanStarted,
+    RunFinished,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    SignalEmitted,
+    ToolExecuted,
+)
+from core.executors import ExecutorRegistry
+from core.feedback import FeedbackLoop
+from core.monitor import ExecutionMonitor
+from core.orchestrator import OrchestrationResult, ToolOrchestrator
+from core.outputs import OutputWriter
+from core.plans import Phase22Validation, ToolExecutionPlan
+
+SIMULATION_NOTE = (
+    "Every tool in this run is bound to the simulated executor: MOCK, DRY_RUN and LIVE "
+    "results, latencies, failures, timeouts and rollbacks are simulated; no external "
+    "system was touched."
+)
+
+
+class Phase24ExecutionConfig(BaseModel):
+    """The report's configuration, plus what a real run needs (timeouts, seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: Path = Path("outputs/phase24")
+    dry_run_only: bool = False
+    max_live_escalations: int | None = Field(default=None, ge=0)
+    approval_required_for_high_risk: bool = True
+    confidence_threshold_for_live: float | None = Field(default=None, ge=0.0, le=1.0)
+    enable_rollback_on_failure: bool = True
+    approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
+    seed: int = 24
+    health_every: int = Field(default=1000, ge=1)
+
+    @field_validator("approval_required_for_high_risk")
+    @classmethod
+    def _always_required(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("HIGH-risk LIVE execution always requires an approval; this switch cannot be turned off")
+        return value
+
+    @field_validator("retry_delay_range_s")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 <= low <= high:
+            raise ValueError("retry_delay_range_s must be (low, high) with 0 <= low <= high")
+        return value
+
+
+def make_run_id(clock: Clock) -> str:
+    return "phase24_" + clock.now().strftime("%Y%m%d_%H%M%S")
+
+
+class Phase24Harness:
+    """Wires the core together for one run and exposes the operator's controls.
+
+    `lock`, `unlock`, `pause`, `resume` and `stop` are safe to call from another thread
+    (the console's): they take effect on the core's loop.
+    """
+
+    def __init__(
+        self,
+        config: Phase24ExecutionConfig | None = None,
+        *,
+        gate: ApprovalGate | None = None,
+        clock: Clock | None = None,
+        registry: ToolContractRegistry | None = None,
+        run_id: str | None = None,
+        write_outputs: bool = True,
+    ) -> None:
+        self.config = config or Phase24ExecutionConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.registry = registry or standard_registry()
+        self.run_id = run_id or make_run_id(self.clock)
+        self.gate: ApprovalGate = gate or PolicyGate()
+        self.bus = EventBus(self.clock, self.run_id)
+        self.rng = random.Random(self.config.seed)
+        self.executors = ExecutorRegistry(self.registry, self.clock)
+        self.controller = ExecutionController(
+            self.registry,
+            self.bus,
+            self.gate,
+            mode_ceiling=ExecutionMode.DRY_RUN if self.config.dry_run_only else ExecutionMode.LIVE,
+            live_floor=self.config.confidence_threshold_for_live,
+            max_live_escalations=self.config.max_live_escalations,
+            approval_timeout_s=self.config.approval_timeout_s,
+        )
+        self.conflict_resolver = ConflictResolver(
+            self.registry, rng=self.rng, delay_range_s=self.config.retry_delay_range_s
+        )
+        self.feedback_loop = FeedbackLoop()
+        self.monitor = ExecutionMonitor(self.clock)
+        self.orchestrator = ToolOrchestrator(
+            self.registry,
+            self.controller,
+            self.conflict_resolver,
+            self.executors,
+            self.bus,
+            enable_rollback_on_failure=self.config.enable_rollback_on_failure,
+            pause_gate=self._pause_gate,
+        )
+        self.writer = OutputWriter(self.config.output_dir) if write_outputs else None
+        self.plans: list[ToolExecutionPlan] = []
+        self.validations: dict[str, Phase22Validation] = {}
+        self.results: list[OrchestrationResult] = []
+        self.statuses: list[PlanFinished] = []
+        self.summary: dict[str, Any] = {}
+        self.storage_error: str | None = None
+        self._executions = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._resume = threading.Event()
+        self._resume.set()
+        self._resume_async: asyncio.Event | None = None
+        self._stopping = False
+        self.bus.subscribe(self.monitor.observe)
+        self.bus.subscribe(self.feedback_loop.observe)
+        self.bus.subscribe(self._count_executions)
+        if self.writer is not None:
+            self.bus.subscribe(self.writer.observe)
+        self.bus.on_error = self._subscriber_failed
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def load_phase21_plans(self, plans: Iterable[ToolExecutionPlan | Mapping[str, Any]]) -> None:
+        for plan in plans:
+            self.plans.append(plan if isinstance(plan, ToolExecutionPlan) else ToolExecutionPlan.model_validate(plan))
+
+    def load_phase22_validations(self, validations: Iterable[Phase22Validation | Mapping[str, Any]]) -> None:
+        for item in validations:
+            v = item if isinstance(item, Phase22Validation) else Phase22Validation.model_validate(item)
+            self.validations[v.validation_id] = v
+
+    def validation_for(self, plan: ToolExecutionPlan) -> Phase22Validation | None:
+        if plan.phase22_validation_id is not None:
+            return self.validations.get(plan.phase22_validation_id)
+        for v in self.validations.values():
+            if v.plan_id in (plan.plan_id, plan.phase21_plan_id):
+                return v
+        return None
+
+    # -- operator controls (any thread) ----------------------------------------------
+
+    def lock(self, reason: str = "operator lock", by: str = "operator") -> bool:
+        return self.controller.lock_system(reason, by)
+
+    def unlock(self, reason: str = "operator unlock", by: str = "operator") -> bool:
+        return self.controller.unlock_system(reason, by)
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    def pause(self, by: str = "operator") -> None:
+        if self.paused:
+            return
+        self._resume.clear()
+        self._on_core(lambda: self._set_paused(True, by))
+
+    def resume(self, by: str = "operator") -> None:
+        if not self.paused:
+            return
+        self._resume.set()
+        self._on_core(lambda: self._set_paused(False, by))
+
+    def stop(self, reason: str = "operator quit") -> None:
+        """Start nothing new, deny what waits, and let the run finish its outputs."""
+        self._stopping = True
+        self._resume.set()
+        self._on_core(lambda: self._wake_and_cancel(reason))
+
+    def _wake_and_cancel(self, reason: str) -> None:
+        if self._resume_async is not None:
+            self._resume_async.set()
+        self.gate.cancel_pending(reason)
+
+    def _set_paused(self, paused: bool, by: str) -> None:
+        if self._resume_async is not None:
+            if paused:
+                self._resume_async.clear()
+            else:
+                self._resume_async.set()
+        self.bus.emit(RunPaused if paused else RunResumed, by=by)
+
+    def _on_core(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            fn()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    async def _pause_gate(self) -> str | None:
+        if self._resume_async is not None and not self._resume_async.is_set():
+            await self._resume_async.wait()
+        return "run stopped by the operator" if self._stopping else None
+
+    # -- subscribers ------------------------------------------------------------------
+
+    def _count_executions(self, event: Event) -> None:
+        if type(event) is ToolExecuted:
+            self._executions += 1
+            if self._executions % self.config.health_every == 0:
+                self._emit_health()
+
+    def _subscriber_failed(self, subscriber: Callable[[Event], None], exc: BaseException) -> None:
+        """Storage failed: fail closed. Lock once, say why, keep running MOCK only."""
+        if self.storage_error is None:
+            self.storage_error = f"{type(exc).__name__}: {exc}"
+            self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+
+    def _emit_health(self) -> dict[str, Any]:
+        snapshot = self.monitor.snapshot()
+        self.bus.emit(
+            HealthUpdated,
+            health_score=float(snapshot["health_score"]),
+            health_assessment=str(snapshot["health_assessment"]),
+            metrics=dict(snapshot["metrics"]),
+            anomalies=list(snapshot["anomalies"]),
+        )
+        return snapshot
+
+    # -- the pipeline -----------------------------------------------------------------
+
+    def execute_orchestration_pipeline(self) -> dict[str, Any]:
+        return asyncio.run(self.run_pipeline())
+
+    async def run_pipeline(self) -> dict[str, Any]:
+        self._loop = asyncio.get_running_loop()
+        self._resume_async = asyncio.Event()
+        if self._resume.is_set():
+            self._resume_async.set()
+        self.controller.bind_loop(self._loop)
+        if self.writer is not None:
+            self.writer.open()
+        start = self.clock.now()
+        self.bus.emit(
+            RunStarted,
+            plans_total=len(self.plans),
+            actions_total=sum(len(p.actions) for p in self.plans),
+            mode_ceiling=self.controller.mode_ceiling,
+            simulated=True,
+        )
+        interrupted = False
+        try:
+            for index, plan in enumerate(self.plans):
+                if self._stopping:
+                    interrupted = True
+                    break
+                await self._run_plan(index, plan)
+        finally:
+            health = self._emit_health()
+            self.bus.emit(
+                RunFinished,
+                plans_processed=len(self.statuses),
+                plans_successful=sum(s.status == "SUCCEEDED" for s in self.statuses),
+                plans_failed=sum(s.status == "FAILED" for s in self.statuses),
+                interrupted=interrupted or self._stopping,
+            )
+            self.summary = self._summary(start, interrupted or self._stopping)
+            if self.writer is not None:
+                self.writer.write_summaries(self.summary, self.conflict_resolver.summary(), health)
+                self.writer.close()
+        return self.summary
+
+    async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> None:
+        validation = self.validation_for(plan)
+        self.bus.emit(
+            PlanStarted,
+            plan_id=plan.plan_id,
+            plan_index=index,
+            actions_total=len(plan.actions),
+            agents=plan.agent_names,
+            phase21_plan_id=plan.phase21_plan_id,
+            phase22_validation_id=plan.phase22_validation_id,
+        )
+        if validation is not None and not validation.valid:
+            reason = f"Phase 22 validation {validation.validation_id} rejected the plan"
+            if validation.issues:
+                reason += ": " + "; ".join(validation.issues)
+            result = OrchestrationResult(
+                plan_id=plan.plan_id,
+                status="REJECTED",
+                successful_executions=0,
+                failed_executions=0,
+                tool_results=[],
+                conflicts_detected=0,
+                conflicts_resolved=0,
+                rollbacks_executed=0,
+            )
+            self._finish_plan(index, plan, result, reason)
+            return
+        result = await self.orchestrator.orchestrate(plan)
+        if validation is not None and validation.predicted_success is not None:
+            executed = result.successful_executions + result.failed_executions
+            actual = result.successful_executions / executed if executed else 0.0
+            self.feedback_loop.record_validation(plan.plan_id, validation.predicted_success, actual)
+        for signal in self.feedback_loop.generate_signals():
+            self.bus.emit(
+                SignalEmitted,
+                signal_type=signal.signal_type.value,
+                tool_name=signal.tool_name,
+                insight=signal.insight,
+                recommended_action=signal.recommended_action,
+                confidence=signal.confidence,
+                target_phase=signal.target_phase,
+            )
+        self._emit_health()
+        self._finish_plan(index, plan, result, "")
+
+    def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
+        self.results.append(result)
+        if self.writer is not None:
+            self.writer.write_plan_result(index, plan.plan_id, result.model_dump(mode="json"))
+        self.statuses.append(
+            self.bus.emit(
+                PlanFinished,
+                plan_id=plan.plan_id,
+                plan_index=index,
+                status=result.status,
+                successful=result.successful_executions,
+                failed=result.failed_executions,
+                held=result.held_executions,
+                cancelled=result.cancelled_executions,
+                conflicts_detected=result.conflicts_detected,
+                conflicts_resolved=result.conflicts_resolved,
+                rollbacks=result.rollbacks_executed,
+                reason=reason,
+            )
+        )
+
+    def _summary(self, start: Any, interrupted: bool) -> dict[str, Any]:
+        ok = sum(s.status == "SUCCEEDED" for s in self.statuses)
+        rejected = sum(s.status == "REJECTED" for s in self.statuses)
+        states: dict[str, int] = {}
+        live = 0
+        for result in self.results:
+            for r in result.tool_results:
+                states[r["final_state"]] = states.get(r["final_state"], 0) + 1
+                live += r["mode"] == "LIVE"
+        return {
+            "pipeline_id": self.run_id,
+            "start_time": iso(start),
+            "end_time": iso(self.clock.now()),
+            "plans_processed": len(self.statuses),
+            "plans_successful": ok,
+            "plans_failed": sum(s.status == "FAILED" for s in self.statuses),
+            "plans_rejected": rejected,
+            "plans_total": len(self.plans),
+            "total_tools_executed": sum(
+                r.successful_executions + r.failed_executions + r.held_executions for r in self.results
+            ),
+            "total_conflicts": sum(r.conflicts_detected for r in self.results),
+            "total_rollbacks": sum(r.rollbacks_executed for r in self.results),
+            "actions_by_final_state": dict(sorted(states.items())),
+            "live_executions": live,
+            "locked": self.controller.locked,
+            "interrupted": interrupted,
+            "storage_error": self.storage_error,
+            "simulated": True,
+            "simulation_note": SIMULATION_NOTE,
+            "plans": [
+                {
+                    "plan_id": s.plan_id,
+                    "status": s.status,
+                    "successful": s.successful,
+                    "failed": s.failed,
+                    "held": s.held,
+                    "cancelled": s.cancelled,
+                    "conflicts": s.conflicts_detected,
+                    "rollbacks": s.rollbacks,
+                    **({"reason": s.reason} if s.reason else {}),
+                }
+                for s in self.statuses
+            ],
+        }

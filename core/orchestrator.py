@@ -1,0 +1,331 @@
+"""The orchestrator: the report's 7-step cycle for one plan, with agents running concurrently.
+
+Each agent works through its own actions in plan order as an asyncio task; agents share
+the per-resource locks and per-tool concurrency limits the conflict resolver asked for,
+so resource and rate-limit conflicts are real waits, not bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.conflicts import ConflictResolver, ResolutionPlan
+from core.contracts import ExecutionMode, ToolContractRegistry
+from core.controller import ExecutionContext, ExecutionController, ExecutionState
+from core.errors import ContractError
+from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPerformed
+from core.executors import ExecutionOutcome, ExecutorRegistry
+from core.plans import PlannedAction, ToolExecutionPlan
+
+__all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator"]
+
+
+class OrchestrationResult(BaseModel):
+    """What one plan's cycle produced (the report's fields, plus held/cancelled counts)."""
+
+    plan_id: str
+    status: str
+    successful_executions: int
+    failed_executions: int
+    held_executions: int = 0
+    cancelled_executions: int = 0
+    tool_results: list[dict[str, Any]]
+    conflicts_detected: int
+    conflicts_resolved: int
+    rollbacks_executed: int
+
+
+@dataclass
+class _Rollback:
+    entries: list[ExecutionContext] = field(default_factory=list)
+
+
+PauseGate = Callable[[], Awaitable[str | None]]
+"""Waits while the run is paused; returns a reason when the action must not start."""
+
+
+async def _never_paused() -> str | None:
+    return None
+
+
+class ToolOrchestrator:
+    """Central coordinator: validate, register, detect, resolve, execute, aggregate, emit."""
+
+    def __init__(
+        self,
+        registry: ToolContractRegistry,
+        controller: ExecutionController,
+        resolver: ConflictResolver,
+        executors: ExecutorRegistry,
+        bus: EventBus,
+        *,
+        enable_rollback_on_failure: bool = True,
+        pause_gate: PauseGate = _never_paused,
+    ) -> None:
+        self.registry = registry
+        self.controller = controller
+        self.resolver = resolver
+        self.executors = executors
+        self.bus = bus
+        self.enable_rollback_on_failure = enable_rollback_on_failure
+        self.pause_gate = pause_gate
+        self.agent_history: dict[str, list[str]] = {}
+
+    # Step 1
+    def validate_plan(self, plan: ToolExecutionPlan) -> list[str]:
+        return [f"action {a.id!r}: unknown tool {a.tool!r}" for a in plan.actions if a.tool not in self.registry]
+
+    # Step 2
+    def register_tools(self, plan: ToolExecutionPlan) -> None:
+        problems = self.validate_plan(plan)
+        if problems:
+            raise ContractError(f"plan {plan.plan_id!r}: " + "; ".join(problems))
+        self.resolver.register_tools({a.tool for a in plan.actions})
+
+    def allocate_tools(self, plan: ToolExecutionPlan, resolution: ResolutionPlan) -> dict[str, list[PlannedAction]]:
+        """Each agent's queue in plan order, after reassignments."""
+        queues: dict[str, list[PlannedAction]] = {}
+        for action in plan.actions:
+            agent = resolution.reassigned.get(action.id, action.agent)
+            queues.setdefault(agent, []).append(action)
+        return queues
+
+    async def orchestrate(self, plan: ToolExecutionPlan) -> OrchestrationResult:
+        self.register_tools(plan)  # 1, 2
+        conflicts = self.resolver.detect_conflicts(plan)  # 3
+        for c in conflicts:
+            self.bus.emit(
+                ConflictDetected,
+                plan_id=plan.plan_id,
+                conflict_id=c.conflict_id,
+                conflict_type=c.conflict_type.value,
+                agents=c.agents,
+                tool=c.tool,
+                resource=c.resource,
+                action_ids=c.action_ids,
+                detail=c.detail,
+            )
+        resolutions, resolution = self.resolver.resolve_conflicts(plan, conflicts)  # 4
+        for r in resolutions:
+            self.bus.emit(
+                ConflictResolved,
+                plan_id=plan.plan_id,
+                conflict_id=r.conflict_id,
+                conflict_type=r.conflict_type.value,
+                strategy=r.strategy.value,
+                outcome=r.outcome,
+            )
+        run = _PlanRun(self, plan, resolution)
+        await run.execute()  # 5
+        return run.result(len(conflicts), len(resolutions))  # 6 (7 is the caller's events)
+
+
+class _PlanRun:
+    """The mutable state of one plan's execution."""
+
+    def __init__(self, owner: ToolOrchestrator, plan: ToolExecutionPlan, resolution: ResolutionPlan) -> None:
+        self.o = owner
+        self.plan = plan
+        self.resolution = resolution
+        self.queues = owner.allocate_tools(plan, resolution)
+        self.contexts: dict[str, ExecutionContext] = {}
+        self.done: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
+        self.resource_locks = {r: asyncio.Lock() for r in resolution.serialised_resources}
+        self.tool_slots: dict[str, asyncio.Semaphore] = {}
+        self.rollback = _Rollback()
+        self.failed_at: str | None = None
+        self.rollbacks_executed = 0
+        self.timeout_conflicts = 0
+        self.cancelled: set[str] = set()
+        self.undone: set[str] = set()
+
+    def _slot(self, tool: str) -> asyncio.Semaphore:
+        slot = self.tool_slots.get(tool)
+        if slot is None:
+            limit = self.resolution.tool_limits.get(tool, self.o.registry.get(tool).max_concurrency)
+            slot = self.tool_slots[tool] = asyncio.Semaphore(limit)
+        return slot
+
+    async def execute(self) -> None:
+        await asyncio.gather(*(self._agent(agent, actions) for agent, actions in self.queues.items()))
+        failed = [c for c in self.contexts.values() if c.state is ExecutionState.ROLLBACK]
+        if failed:
+            await self._unwind(failed[0])
+            for ctx in failed:
+                self.o.controller.transition(ctx, ExecutionState.ABORTED, f"aborted after failure: {ctx.failure}")
+
+    async def _agent(self, agent: str, actions: list[PlannedAction]) -> None:
+        history = self.o.agent_history.setdefault(agent, [])
+        for action in actions:
+            ctx = ExecutionContext(
+                plan_id=self.plan.plan_id,
+                action=action,
+                contract=self.o.registry.get(action.tool),
+                agent=agent,
+                mode_cap=self.resolution.mode_caps.get(action.id, ExecutionMode.LIVE),
+            )
+            self.contexts[action.id] = ctx
+            try:
+                await self._one(ctx)
+            finally:
+                self.done[action.id].set()
+            if len(history) < 10_000:
+                history.append(action.id)
+
+    async def _one(self, ctx: ExecutionContext) -> None:
+        action = ctx.action
+        controller = self.o.controller
+        abort = self.resolution.aborted.get(action.id)
+        if abort is not None:
+            self._cancel(ctx, f"conflict resolution: {abort}")
+            return
+        waits = set(action.depends_on) | self.resolution.extra_dependencies.get(action.id, set())
+        for dep in sorted(waits):
+            await self.done[dep].wait()
+            dep_ctx = self.contexts.get(dep)
+            if dep_ctx is None or dep_ctx.state is not ExecutionState.COMPLETED:
+                state = dep_ctx.state.value if dep_ctx else "unknown"
+                self._cancel(ctx, f"dependency {dep} ended {state}")
+                return
+        if self.failed_at is not None and self.o.enable_rollback_on_failure:
+            self._cancel(ctx, f"plan stopped after failure of {self.failed_at}")
+            return
+        stop = await self.o.pause_gate()
+        if stop is not None:
+            self._cancel(ctx, stop)
+            return
+        lock = self.resource_locks.get(action.resource) if action.resource else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            async with self._slot(action.tool):
+                self.o.resolver.acquire(action.tool, ctx.agent)
+                try:
+                    await controller.run_action(ctx, self.o.executors.for_tool(action.tool), self._retry)
+                finally:
+                    self.o.resolver.release(action.tool, ctx.agent)
+        finally:
+            if lock is not None:
+                lock.release()
+        if ctx.state is ExecutionState.ROLLBACK:
+            if self.failed_at is None:
+                self.failed_at = action.id
+            if not self.o.enable_rollback_on_failure:
+                controller.transition(ctx, ExecutionState.ABORTED, f"failed: {ctx.failure}")
+        elif (
+            ctx.state is ExecutionState.COMPLETED
+            and ctx.highest_mode is ExecutionMode.LIVE
+            and ctx.contract.compensable
+        ):
+            self.rollback.entries.append(ctx)
+
+    def _cancel(self, ctx: ExecutionContext, reason: str) -> None:
+        self.cancelled.add(ctx.action_id)
+        self.o.controller.transition(ctx, ExecutionState.ABORTED, reason)
+
+    async def _retry(
+        self, ctx: ExecutionContext, mode: ExecutionMode, attempt: int, outcome: ExecutionOutcome
+    ) -> float | None:
+        conflict, resolution, delay = self.o.resolver.record_timeout(self.plan.plan_id, ctx.action, attempt)
+        self.timeout_conflicts += 1
+        self.o.bus.emit(
+            ConflictDetected,
+            plan_id=self.plan.plan_id,
+            conflict_id=conflict.conflict_id,
+            conflict_type=conflict.conflict_type.value,
+            agents=conflict.agents,
+            tool=conflict.tool,
+            resource=conflict.resource,
+            action_ids=conflict.action_ids,
+            detail=conflict.detail,
+        )
+        self.o.bus.emit(
+            ConflictResolved,
+            plan_id=self.plan.plan_id,
+            conflict_id=resolution.conflict_id,
+            conflict_type=resolution.conflict_type.value,
+            strategy=resolution.strategy.value,
+            outcome=resolution.outcome,
+        )
+        return delay
+
+    async def _unwind(self, trigger: ExecutionContext) -> None:
+        if not self.o.enable_rollback_on_failure:
+            return
+        undone: list[str] = []
+        failed: list[str] = []
+        for ctx in reversed(self.rollback.entries):
+            outcome = await self.o.executors.for_tool(ctx.tool).compensate(ctx.action)
+            (undone if outcome.success else failed).append(ctx.action_id)
+        self.rollback.entries.clear()
+        self.rollbacks_executed += len(undone)
+        self.o.bus.emit(
+            RollbackPerformed,
+            plan_id=self.plan.plan_id,
+            trigger_action_id=trigger.action_id,
+            undone=undone,
+            failed_to_undo=failed,
+            total_rollbacks=len(undone),
+        )
+        self.undone = set(undone)
+
+    def result(self, conflicts_detected: int, conflicts_resolved: int) -> OrchestrationResult:
+        undone = self.undone
+        results = []
+        counts = {"successful": 0, "failed": 0, "held": 0, "cancelled": 0}
+        for action in self.plan.actions:
+            ctx = self.contexts[action.id]
+            if ctx.state is ExecutionState.COMPLETED:
+                counts["successful"] += 1
+            elif ctx.state is ExecutionState.LOCKED:
+                counts["held"] += 1
+            elif action.id in self.cancelled:
+                counts["cancelled"] += 1
+            else:
+                counts["failed"] += 1
+            highest = ctx.highest_mode
+            results.append(
+                {
+                    "action_id": action.id,
+                    "agent": ctx.agent,
+                    "planned_agent": action.agent,
+                    "tool": action.tool,
+                    "confidence": action.confidence,
+                    "final_state": ctx.state.value,
+                    "mode": highest.value if highest else None,
+                    "target_mode": ctx.target_mode.value,
+                    "success": ctx.state is ExecutionState.COMPLETED,
+                    "duration_ms": round(sum(r.duration_ms for r in ctx.runs), 3),
+                    "executions": [
+                        {
+                            "mode": r.mode.value,
+                            "success": r.success,
+                            "duration_ms": r.duration_ms,
+                            "attempt": r.attempt,
+                            **({"error": r.error} if r.error else {}),
+                        }
+                        for r in ctx.runs
+                    ],
+                    "reason": ctx.reason,
+                    "approval": ctx.approval,
+                    "rolled_back": action.id in undone,
+                    "simulated": self.o.executors.for_tool(action.tool).simulated,
+                }
+            )
+        return OrchestrationResult(
+            plan_id=self.plan.plan_id,
+            status="FAILED" if counts["failed"] else "SUCCEEDED",
+            successful_executions=counts["successful"],
+            failed_executions=counts["failed"],
+            held_executions=counts["held"],
+            cancelled_executions=counts["cancelled"],
+            tool_results=results,
+            conflicts_detected=conflicts_detected + self.timeout_conflicts,
+            conflicts_resolved=conflicts_resolved + self.timeout_conflicts,
+            rollbacks_executed=self.rollbacks_executed,
+        )

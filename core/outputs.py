@@ -1,0 +1,183 @@
+"""The report's seven output files (plus the operator's decisions), written from events.
+
+JSONL files are append-only: one line per event or plan, flushed at plan boundaries and
+barriers. JSON summaries are written atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from core.clock import iso
+from core.events import (
+    ApprovalDecided,
+    Event,
+    RollbackPerformed,
+    RunPaused,
+    RunResumed,
+    SignalEmitted,
+    StateTransition,
+    SystemLocked,
+    SystemUnlocked,
+)
+
+TOOL_EXECUTION_LOG = "tool_execution_log.jsonl"
+ORCHESTRATION_SUMMARY = "orchestration_summary.json"
+STATE_TRANSITIONS = "execution_state_transitions.jsonl"
+TOOL_CONFLICTS = "tool_conflicts.json"
+ROLLBACK_EVENTS = "rollback_events.jsonl"
+LEARNING_SIGNALS = "learning_signals.jsonl"
+SYSTEM_HEALTH = "system_health.json"
+OPERATOR_DECISIONS = "operator_decisions.jsonl"
+
+JSONL_FILES = (
+    TOOL_EXECUTION_LOG,
+    STATE_TRANSITIONS,
+    ROLLBACK_EVENTS,
+    LEARNING_SIGNALS,
+    OPERATOR_DECISIONS,
+)
+JSON_FILES = (ORCHESTRATION_SUMMARY, TOOL_CONFLICTS, SYSTEM_HEALTH)
+REPORT_FILES = (
+    TOOL_EXECUTION_LOG,
+    ORCHESTRATION_SUMMARY,
+    STATE_TRANSITIONS,
+    TOOL_CONFLICTS,
+    ROLLBACK_EVENTS,
+    LEARNING_SIGNALS,
+    SYSTEM_HEALTH,
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class OutputWriter:
+    """Subscriber that turns events into the output files in `out_dir`."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._files: dict[str, IO[str]] = {}
+        self.lines_written: dict[str, int] = dict.fromkeys(JSONL_FILES, 0)
+
+    def open(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name in JSONL_FILES:
+            self._files[name] = open(self.out_dir / name, "a", encoding="utf-8", buffering=1 << 16)
+
+    def _line(self, name: str, record: dict[str, Any]) -> None:
+        self._files[name].write(_dumps(record) + "\n")
+        self.lines_written[name] += 1
+
+    def observe(self, event: Event) -> None:
+        if not self._files:
+            return
+        if type(event) is StateTransition:
+            self._line(
+                STATE_TRANSITIONS,
+                {
+                    "from_state": event.from_state,
+                    "to_state": event.to_state,
+                    "timestamp": iso(event.ts),
+                    "reason": event.reason,
+                    "seq": event.seq,
+                    "plan_id": event.plan_id,
+                    "action_id": event.action_id,
+                    "agent": event.agent,
+                    "tool": event.tool,
+                },
+            )
+        elif isinstance(event, RollbackPerformed):
+            self._line(
+                ROLLBACK_EVENTS,
+                {
+                    "total_rollbacks": event.total_rollbacks,
+                    "timestamp": iso(event.ts),
+                    "plan_id": event.plan_id,
+                    "trigger_action_id": event.trigger_action_id,
+                    "undone": event.undone,
+                    "failed_to_undo": event.failed_to_undo,
+                    "simulated": True,
+                },
+            )
+        elif isinstance(event, SignalEmitted):
+            self._line(
+                LEARNING_SIGNALS,
+                {
+                    "signal_type": event.signal_type,
+                    "tool_name": event.tool_name,
+                    "insight": event.insight,
+                    "recommended_action": event.recommended_action,
+                    "confidence": event.confidence,
+                    "target_phase": event.target_phase,
+                    "timestamp": iso(event.ts),
+                },
+            )
+        elif isinstance(event, ApprovalDecided):
+            self._line(
+                OPERATOR_DECISIONS,
+                {
+                    "timestamp": iso(event.ts),
+                    "decision": "APPROVE" if event.approved else "DENY",
+                    "by": event.decided_by,
+                    "why": event.reason,
+                    "request_id": event.request_id,
+                    "plan_id": event.plan_id,
+                    "action_id": event.action_id,
+                    "tool": event.tool,
+                    "action_hash": event.action_hash,
+                    "seq": event.seq,
+                },
+            )
+        elif isinstance(event, SystemLocked | SystemUnlocked | RunPaused | RunResumed):
+            decision = {
+                SystemLocked: "LOCK",
+                SystemUnlocked: "UNLOCK",
+                RunPaused: "PAUSE",
+                RunResumed: "RESUME",
+            }[type(event)]
+            self._line(
+                OPERATOR_DECISIONS,
+                {
+                    "timestamp": iso(event.ts),
+                    "decision": decision,
+                    "by": event.by,
+                    "why": getattr(event, "reason", ""),
+                    "seq": event.seq,
+                },
+            )
+
+    def write_plan_result(self, plan_index: int, plan_id: str, result: dict[str, Any]) -> None:
+        self._line(TOOL_EXECUTION_LOG, {"plan_index": plan_index, "plan_id": plan_id, "result": result})
+        self.flush()
+
+    def flush(self) -> None:
+        for fh in self._files.values():
+            fh.flush()
+
+    def write_summaries(self, summary: dict[str, Any], conflicts: dict[str, Any], health: dict[str, Any]) -> None:
+        self.flush()
+        write_json_atomic(self.out_dir / ORCHESTRATION_SUMMARY, summary)
+        write_json_atomic(self.out_dir / TOOL_CONFLICTS, conflicts)
+        write_json_atomic(self.out_dir / SYSTEM_HEALTH, health)
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fh.close()
+        self._files.clear()
