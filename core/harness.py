@@ -244,13 +244,13 @@ class Phase24Harness:
             self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
 
     def _emit_health(self) -> dict[str, Any]:
-        snapshot = self.monitor.snapshot()
+        snapshot: dict[str, Any] = self.monitor.snapshot()
         self.bus.emit(
             HealthUpdated,
-            health_score=float(snapshot["health_score"]),
-            health_assessment=str(snapshot["health_assessment"]),
-            metrics=dict(snapshot["metrics"]),
-            anomalies=list(snapshot["anomalies"]),
+            health_score=snapshot["health_score"],
+            health_assessment=snapshot["health_assessment"],
+            metrics=snapshot["metrics"],
+            anomalies=snapshot["anomalies"],
         )
         return snapshot
 
