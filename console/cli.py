@@ -103,7 +103,7 @@ def _fail(message: str) -> int:
     return exit_codes.BAD_INPUT
 
 
-def prepare(args: argparse.Namespace, approve_all: bool = False) -> Any:
+def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = None) -> Any:
     """Load the inputs and build a harness; raises BadInput or PlanError."""
     from pydantic import ValidationError
 
@@ -136,7 +136,7 @@ def prepare(args: argparse.Namespace, approve_all: bool = False) -> Any:
         raise BadInput(f"option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     harness = Phase24Harness(
         config,
-        gate=PolicyGate(approve_all=approve_all),
+        gate=gate or PolicyGate(approve_all=approve_all),
         clock=clock,
         registry=registry,
         run_id=run_id,

@@ -58,7 +58,7 @@ class Phase24ExecutionConfig(BaseModel):
     approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
-    health_every: int = Field(default=1000, ge=1)
+    health_every: int = Field(default=100, ge=1)
 
     @field_validator("approval_required_for_high_risk")
     @classmethod

@@ -1,0 +1,336 @@
+"""The operator console: a Textual app that renders the core's events and sends the
+operator's commands (approve, deny, lock, unlock, pause, quit) back to the core.
+
+The core runs in a thread worker with its own event loop. Events reach the UI through
+`EventFeed` and are drained 20 times a second in one batch; approval requests take their
+own un-batched path so the prompt appears at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Tab, Tabs
+from textual.worker import Worker, WorkerState
+
+from console import exit_codes
+from console.feed import EventFeed
+from console.modals import ApprovalModal, ConfirmModal, HelpScreen
+from console.panes import (
+    ApprovalsPane,
+    ConflictsPane,
+    HealthPane,
+    LockBanner,
+    SignalsPane,
+    StatusBar,
+    ToolLogPane,
+    TransitionsPane,
+)
+from console.run_view import RunView
+from core.approval import ApprovalRequest, QueueGate
+from core.events import Event
+from core.harness import Phase24Harness
+
+PANES = (
+    ("transitions", "State transitions"),
+    ("tools", "Tool execution log"),
+    ("conflicts", "Conflicts"),
+    ("health", "Health"),
+    ("approvals", "Approvals queue"),
+    ("signals", "Learning signals"),
+)
+NARROW_WIDTH = 120
+NARROW_HEIGHT = 36
+
+
+@dataclass
+class ApprovalArrived(Message):
+    """An approval request left the core (posted from the core's thread)."""
+
+    request: ApprovalRequest
+
+
+class ConsoleGate(QueueGate):
+    """The Phase 13 gate as the operator: requests wait until answered at the console."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app: App[int] | None = None
+        self.on_request = self._forward
+
+    def _forward(self, request: ApprovalRequest) -> None:
+        if self.app is not None:
+            self.app.post_message(ApprovalArrived(request))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OperatorConsole(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Phase 24 operator console"
+    BINDINGS = [
+        Binding("l", "lock", "Lock", priority=True),
+        Binding("ctrl+l", "lock", "Lock", show=False, priority=True),
+        Binding("u", "unlock", "Unlock"),
+        Binding("p", "pause", "Pause/Resume"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_run", "Quit"),
+        *(Binding(str(i + 1), f"show_pane('{key}')", title, show=False) for i, (key, title) in enumerate(PANES)),
+    ]
+
+    def __init__(
+        self,
+        harness: Phase24Harness,
+        gate: ConsoleGate,
+        *,
+        autostart: bool = True,
+        now: Callable[[], datetime] = _utcnow,
+        tick_s: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.harness = harness
+        self.gate = gate
+        gate.app = self
+        self.autostart = autostart
+        self.now = now
+        self.tick_s = tick_s
+        self.feed = EventFeed()
+        self.view = RunView()
+        self.active_pane = "transitions"
+        self.current_modal: ApprovalModal | None = None
+        self.core_worker: Worker[object] | None = None
+        self.core_error: str | None = None
+        self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
+        self._quit_requested = False
+        self._unsubscribe = harness.bus.subscribe(self.feed)
+
+    # -- layout -----------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield LockBanner(id="lock-banner")
+        yield StatusBar(id="status-bar")
+        yield Tabs(*(Tab(f"{i + 1} {title}", id=f"tab-{key}") for i, (key, title) in enumerate(PANES)), id="pane-tabs")
+        with Grid(id="panes"):
+            yield TransitionsPane("State transitions", id="transitions")
+            yield HealthPane("Health", id="health")
+            yield ToolLogPane("Tool execution log", id="tools")
+            yield ApprovalsPane("Approvals queue (oldest first)", id="approvals")
+            yield ConflictsPane("Conflicts", id="conflicts")
+            yield SignalsPane("Learning signals", id="signals")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self._apply_size()
+        self.query_one(StatusBar).render_view(self.view)
+        self.set_interval(self.tick_s, self.drain)
+        self.set_interval(1.0, self._countdowns)
+        self.run_worker(self._approval_loop, group="approvals", name="approvals")
+        if self.autostart:
+            self.start_core()
+
+    def on_resize(self) -> None:
+        self._apply_size()
+
+    def _apply_size(self) -> None:
+        narrow = self.size.width < NARROW_WIDTH or self.size.height < NARROW_HEIGHT
+        self.screen.set_class(narrow, "-narrow")
+        self.show_pane(self.active_pane)
+
+    def show_pane(self, key: str) -> None:
+        self.active_pane = key
+        for pane_key, _ in PANES:
+            self.query_one(f"#{pane_key}").set_class(pane_key == key, "-active")
+        tabs = self.query_one(Tabs)
+        if tabs.active != f"tab-{key}":
+            tabs.active = f"tab-{key}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id:
+            key = event.tab.id.removeprefix("tab-")
+            if key != self.active_pane:
+                self.show_pane(key)
+
+    # -- the core ---------------------------------------------------------------------
+
+    def start_core(self) -> None:
+        self.core_worker = self.run_worker(self._run_core, thread=True, group="core", name="core", exit_on_error=False)
+
+    def _run_core(self) -> object:
+        return asyncio.run(self.harness.run_pipeline())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.core_worker:
+            return
+        if event.state is WorkerState.ERROR:
+            self.core_error = f"{type(event.worker.error).__name__}: {event.worker.error}"
+            self.notify(f"The run stopped with an error: {self.core_error}", severity="error", markup=False)
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self.drain()
+            if self._quit_requested:
+                self.exit(self.exit_code_for_run())
+
+    def exit_code_for_run(self) -> int:
+        if self.core_error is not None:
+            return exit_codes.PLAN_FAILED
+        return exit_codes.PLAN_FAILED if self.view.plans_failed else exit_codes.OK
+
+    def ingest(self, events: Iterable[Event]) -> None:
+        """Feed events as the core would (tests and replays)."""
+        for event in events:
+            self.feed(event)
+
+    # -- rendering --------------------------------------------------------------------
+
+    def drain(self) -> None:
+        events = self.feed.drain()
+        if not events:
+            return
+        changes = self.view.apply(events)
+        with self.batch_update():
+            if changes.transitions:
+                self.query_one("#transitions-log", Log).write_lines(changes.transitions)
+            if changes.tools:
+                self.query_one("#tools-log", Log).write_lines(changes.tools)
+            if changes.signals:
+                self.query_one("#signals-log", Log).write_lines(changes.signals)
+            if changes.conflicts:
+                self.query_one(ConflictsPane).render_rows(self.view, changes.conflicts)
+            if changes.health:
+                self.query_one(HealthPane).render_view(self.view)
+            if changes.approvals:
+                self.query_one(ApprovalsPane).render_view(self.view, self.now)
+            self.query_one(StatusBar).render_view(self.view)
+            if changes.header:
+                self.query_one(LockBanner).render_view(self.view)
+                self.refresh_bindings()
+        for request_id in changes.decided:
+            modal = self.current_modal
+            if modal is not None and modal.request.request_id == request_id:
+                modal.settle_elsewhere()
+
+    def _countdowns(self) -> None:
+        if self.view.pending:
+            self.query_one(ApprovalsPane).render_view(self.view, self.now)
+
+    # -- approvals --------------------------------------------------------------------
+
+    def on_approval_arrived(self, message: ApprovalArrived) -> None:
+        self._approvals.put_nowait(message.request)
+
+    async def _approval_loop(self) -> None:
+        while True:
+            request = await self._approvals.get()
+            if request.request_id not in {r.request_id for r in self.gate.pending}:
+                continue
+            modal = ApprovalModal(request, self.now)
+            self.current_modal = modal
+            decision = await self.push_screen_wait(modal)
+            self.current_modal = None
+            if decision is not None:
+                self.gate.answer(decision)
+
+    # -- operator commands ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "lock":
+            return None if self.harness.controller.locked else True
+        if action == "unlock":
+            return True if self.harness.controller.locked else None
+        if action == "pause":
+            return None if self.view.finished else True
+        return True
+
+    def action_lock(self) -> None:
+        if self.harness.lock("lock key pressed at the console", "operator"):
+            self.view.locked = True
+            self.view.lock_reason = "lock key pressed at the console"
+            self.query_one(LockBanner).render_view(self.view)
+            self.query_one(StatusBar).render_view(self.view)
+            self.refresh_bindings()
+
+    def action_unlock(self) -> None:
+        if not self.harness.controller.locked:
+            return
+
+        def answered(confirm: bool | None) -> None:
+            if confirm:
+                self.harness.unlock("unlock confirmed at the console", "operator")
+                self.refresh_bindings()
+
+        self.push_screen(
+            ConfirmModal("Unlock the system? Actions may escalate above MOCK again (approvals still apply)."),
+            answered,
+        )
+
+    def action_pause(self) -> None:
+        if self.harness.paused:
+            self.harness.resume("operator")
+        else:
+            self.harness.pause("operator")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_show_pane(self, key: str) -> None:
+        self.show_pane(key)
+
+    def action_quit_run(self) -> None:
+        worker = self.core_worker
+        if worker is None or worker.state not in (WorkerState.PENDING, WorkerState.RUNNING):
+            self.exit(self.exit_code_for_run())
+            return
+        self._quit_requested = True
+        self.view.stopping = True
+        self.query_one(StatusBar).render_view(self.view)
+        self.harness.stop("operator quit")
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield SystemCommand("Lock", "Drop everything to MOCK now and deny pending approvals", self.action_lock)
+        yield SystemCommand("Unlock", "Allow escalation above MOCK again (asks to confirm)", self.action_unlock)
+        yield SystemCommand("Pause / resume", "Stop starting new actions, or carry on", self.action_pause)
+        yield SystemCommand("Help", "Every key of the console", self.action_help)
+        yield SystemCommand("Quit", "Stop the run cleanly and leave", self.action_quit_run)
+        for key, title in PANES:
+            yield SystemCommand(
+                f"Show {title}", f"Bring the {title.lower()} pane forward", lambda k=key: self.show_pane(k)
+            )
+
+
+def make_app(
+    harness: Phase24Harness,
+    gate: ConsoleGate,
+    *,
+    autostart: bool = True,
+    now: Callable[[], datetime] = _utcnow,
+) -> OperatorConsole:
+    """The one factory for the CLI and the tests alike."""
+    return OperatorConsole(harness, gate, autostart=autostart, now=now)
+
+
+def run_console(args: argparse.Namespace) -> int:
+    from console.cli import prepare
+
+    gate = ConsoleGate()
+    harness = prepare(args, gate=gate)
+    app = make_app(harness, gate)
+    code = app.run()
+    out = harness.config.output_dir
+    summary = harness.summary
+    if summary:
+        print(
+            f"Run {summary['pipeline_id']}: {summary['plans_successful']}/{summary['plans_processed']} plans succeeded"
+            f"{' (interrupted)' if summary['interrupted'] else ''}. Outputs in {out}"
+        )
+    return code if code is not None else exit_codes.OK

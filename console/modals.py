@@ -1,0 +1,189 @@
+"""Modal screens: the approval prompt, the unlock confirmation and the help overlay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Static
+
+from core.approval import ApprovalDecision, ApprovalRequest, deny, grant
+from core.inert import inert, inert_json
+
+OPERATOR = "operator"
+
+
+class ApprovalModal(ModalScreen[ApprovalDecision | None]):
+    """One HIGH-risk LIVE escalation. `y` approves, `n` denies, `r` denies with a reason.
+
+    Dismisses with None when the request was settled elsewhere (timeout, lock).
+    """
+
+    BINDINGS = [
+        Binding("y", "approve", "Approve"),
+        Binding("n", "deny", "Deny"),
+        Binding("r", "deny_with_reason", "Deny with reason"),
+        Binding("l", "app.lock", "Lock"),
+    ]
+
+    def __init__(self, request: ApprovalRequest, now: Callable[[], datetime]) -> None:
+        super().__init__(classes="approval-modal")
+        self.request = request
+        self.now = now
+        self.settled = False
+        self._settle_on_resume = False
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        ok = r.confidence >= r.threshold
+        with Vertical(id="approval-dialog"):
+            yield Static(
+                Text(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red"), id="approval-title"
+            )
+            details = Text()
+            for label, value, style in (
+                ("agent", inert(r.agent, 200), "bold"),
+                ("tool", inert(r.tool, 200), "bold"),
+                ("risk", r.risk_level.value, "bold red"),
+                (
+                    "reversible",
+                    "yes" if r.reversible else "NO: the effect cannot be undone",
+                    "" if r.reversible else "bold red",
+                ),
+                (
+                    "confidence",
+                    f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
+                    "green" if ok else "bold red",
+                ),
+                ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
+                ("action hash", r.action_hash[:16] + "…", "dim"),
+            ):
+                details.append(f"{label:>14}  ", style="dim")
+                details.append(value + "\n", style=style)
+            yield Static(details, id="approval-details")
+            yield Static(Text("arguments (shown literally):", style="dim"))
+            with VerticalScroll(id="approval-args"):
+                yield Static(Text(inert_json(r.args, 20_000)), id="approval-args-text")
+            yield Static("", id="approval-countdown")
+            yield Input(placeholder="reason for denying, then Enter", id="deny-reason", classes="-hidden")
+            with Horizontal(id="approval-buttons"):
+                yield Button("Approve (y)", variant="success", id="approve")
+                yield Button("Deny (n)", variant="error", id="deny")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._tick()
+        self.set_interval(0.25, self._tick)
+
+    def seconds_left(self) -> float:
+        return max(0.0, (self.request.expires_at - self.now()).total_seconds())
+
+    def _tick(self) -> None:
+        left = self.seconds_left()
+        self.query_one("#approval-countdown", Static).update(
+            Text(f"no answer in {left:4.0f}s = DENY", style="bold red" if left < 10 else "bold yellow")
+        )
+        if left <= 0:
+            self.finish(deny(self.request, "timeout", "no answer before the timeout"))
+
+    def settle_elsewhere(self) -> None:
+        """The core settled this request (timeout, lock): close without answering."""
+        if self.is_current:
+            self.finish(None)
+        else:
+            self._settle_on_resume = True
+
+    def on_screen_resume(self) -> None:
+        if self._settle_on_resume:
+            self.finish(None)
+
+    def finish(self, decision: ApprovalDecision | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.dismiss(decision)
+
+    def action_approve(self) -> None:
+        self.finish(grant(self.request, OPERATOR, "approved at the console"))
+
+    def action_deny(self) -> None:
+        self.finish(deny(self.request, OPERATOR, "denied at the console"))
+
+    def action_deny_with_reason(self) -> None:
+        box = self.query_one("#deny-reason", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        reason = event.value.strip() or "denied at the console"
+        self.finish(deny(self.request, OPERATOR, reason))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "approve":
+            self.action_approve()
+        else:
+            self.action_deny()
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """A yes/no question; `y` confirms, `n` or Escape cancels."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__(classes="confirm-modal")
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Static(Text(self.question))
+            with Horizontal():
+                yield Button("Yes (y)", variant="warning", id="yes")
+                yield Button("No (n)", variant="primary", id="no")
+        yield Footer()
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+HELP_TEXT = """\
+Phase 24 operator console: keys
+
+  y        approve the HIGH-risk LIVE escalation on screen
+  n        deny it            r   deny with a reason (type, then Enter)
+  l        LOCK: everything drops to MOCK at once; pending approvals are denied
+  ctrl+l   lock, also while typing in a text box
+  u        unlock (asks to confirm)
+  p        pause / resume the run (actions in flight finish; nothing new starts)
+  1-6      show a pane (transitions, tools, conflicts, health, approvals, signals)
+  ctrl+p   command palette: the same actions by name
+  ?        this help          q   quit (stops the run cleanly; outputs are complete)
+
+No answer before an approval's countdown ends is a DENY. Approvals queue, oldest first;
+agents that do not wait on them keep running. Every decision, lock and unlock is
+written to operator_decisions.jsonl in the run's output directory.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog"):
+            yield Static(Text(HELP_TEXT))
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,198 @@
+"""The console's panes. Each renders from the `RunView`; none parses markup from data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Log, Sparkline, Static
+
+from console.run_view import RunView
+from core.inert import inert
+
+TIER_STYLE = {"EXCELLENT": "bold green", "GOOD": "green", "FAIR": "bold yellow", "POOR": "bold red"}
+SEVERITY_STYLE = {6: "yellow", 7: "bold yellow", 8: "bold red"}
+LOG_LINES = 2000
+
+
+class StatusBar(Static):
+    """One line: run state, plans done of total, the mode ceiling, counters."""
+
+    def render_view(self, view: RunView) -> None:
+        state = view.state_label
+        style = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan"}.get(state, "bold")
+        ceiling = "MOCK (locked)" if view.locked else view.mode_ceiling
+        text = Text.assemble(
+            (f" {state.upper()} ", f"reverse {style}"),
+            f"  plans {view.plans_done}/{view.plans_total}",
+            f"  plan {view.current_plan or '-'}",
+            "  ceiling ",
+            (ceiling, "bold red" if view.locked else "bold"),
+            f"  executions {view.executions}",
+            f"  conflicts {view.conflicts_total}",
+            ("  pending approvals ", ""),
+            (str(len(view.pending)), "bold magenta" if view.pending else ""),
+        )
+        if view.plans_failed:
+            text.append(f"  failed plans {view.plans_failed}", style="bold red")
+        self.update(text)
+
+
+class LockBanner(Static):
+    """Impossible to miss: shown only while the system is locked."""
+
+    def render_view(self, view: RunView) -> None:
+        self.set_class(view.locked, "-locked")
+        if view.locked:
+            self.update(
+                Text(f" SYSTEM LOCKED: MOCK only. {view.lock_reason}  (u to unlock) ", style="bold"),
+            )
+
+
+class Pane(Vertical):
+    """A bordered pane with a title."""
+
+    def __init__(self, title: str, *, id: str) -> None:
+        super().__init__(id=id, classes="pane")
+        self.border_title = title
+
+
+class TransitionsPane(Pane):
+    def compose(self) -> ComposeResult:
+        yield Log(max_lines=LOG_LINES, id="transitions-log")
+
+
+class ToolLogPane(Pane):
+    def compose(self) -> ComposeResult:
+        yield Log(max_lines=LOG_LINES, id="tools-log")
+
+
+class SignalsPane(Pane):
+    def compose(self) -> ComposeResult:
+        yield Log(max_lines=LOG_LINES, id="signals-log")
+
+
+class ConflictsPane(Pane):
+    def compose(self) -> ComposeResult:
+        table: DataTable[Text] = DataTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("id", key="id", width=6)
+        table.add_column("type", key="type", width=16)
+        table.add_column("agents", key="agents", width=18)
+        table.add_column("tool / resource", key="target", width=30)
+        table.add_column("strategy", key="strategy", width=9)
+        table.add_column("outcome", key="outcome", width=48)
+        yield table
+
+    def render_rows(self, view: RunView, changed: set[str]) -> None:
+        table: DataTable[Text] = self.query_one(DataTable)
+        for conflict_id in changed:
+            row = view.conflicts.get(conflict_id)
+            if row is None:
+                continue
+            cells = {
+                "strategy": Text(row.strategy, style="bold"),
+                "outcome": Text(row.outcome),
+            }
+            if conflict_id in table.rows:
+                for column, value in cells.items():
+                    table.update_cell(conflict_id, column, value)
+            else:
+                table.add_row(
+                    Text(row.conflict_id),
+                    Text(row.conflict_type, style="bold magenta"),
+                    Text(row.agents),
+                    Text(row.target),
+                    cells["strategy"],
+                    cells["outcome"],
+                    key=conflict_id,
+                )
+        while table.row_count > len(view.conflicts):
+            first = next(iter(table.rows))
+            table.remove_row(first)
+
+
+class HealthPane(Pane):
+    def compose(self) -> ComposeResult:
+        yield Static(Text("waiting for the first health update"), id="health-score")
+        yield Sparkline([], id="health-spark", summary_function=min)
+        yield Static("", id="health-metrics")
+        yield Static("", id="health-anomalies")
+
+    def render_view(self, view: RunView) -> None:
+        if view.health_score is None:
+            return
+        tier = view.health_tier
+        self.query_one("#health-score", Static).update(
+            Text.assemble(
+                ("Health ", "bold"),
+                (f"{view.health_score:5.1f}", TIER_STYLE.get(tier, "bold")),
+                " / 100  ",
+                (f" {tier} ", f"reverse {TIER_STYLE.get(tier, 'bold')}"),
+            )
+        )
+        self.query_one(Sparkline).data = list(view.health_history)
+        metrics = Text()
+        names = list(view.metrics)
+        for i, name in enumerate(names):
+            metrics.append(f"{name:<21}{view.metrics[name]:>9}")
+            metrics.append("\n" if i % 2 else "   ")
+        self.query_one("#health-metrics", Static).update(metrics)
+        anomalies = Text()
+        if not view.anomalies:
+            anomalies.append("no anomalies", style="green")
+        for anomaly in view.anomalies:
+            severity = int(anomaly.get("severity", 0))
+            anomalies.append(
+                f"▲ {inert(anomaly.get('anomaly_type', '?'), 40)} ", style=SEVERITY_STYLE.get(severity, "bold")
+            )
+            anomalies.append(f"severity {severity}  {inert(anomaly.get('detail', ''), 160)}\n")
+        self.query_one("#health-anomalies", Static).update(anomalies)
+
+
+class ApprovalsPane(Pane):
+    """Pending HIGH-risk LIVE escalations, oldest first, with a countdown."""
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Text] = DataTable(id="approvals-table", cursor_type="row")
+        table.add_column("left", key="left", width=6)
+        table.add_column("agent", key="agent", width=14)
+        table.add_column("tool", key="tool", width=20)
+        table.add_column("risk", key="risk", width=6)
+        table.add_column("conf/thr", key="conf", width=10)
+        table.add_column("action", key="action", width=20)
+        yield table
+        yield Static("", id="approvals-last")
+
+    def render_view(self, view: RunView, now: Callable[[], datetime]) -> None:
+        table: DataTable[Text] = self.query_one(DataTable)
+        current = set(view.pending)
+        for key in [k.value for k in table.rows if k.value not in current]:
+            table.remove_row(key)
+        for request_id, request in view.pending.items():
+            left = max(0.0, (request.expires_at - now()).total_seconds())
+            left_text = Text(f"{left:4.0f}s", style="bold red" if left < 10 else "bold")
+            if request_id in table.rows:
+                table.update_cell(request_id, "left", left_text)
+            else:
+                table.add_row(
+                    left_text,
+                    Text(inert(request.agent, 40)),
+                    Text(inert(request.tool, 40)),
+                    Text(request.risk_level.value, style="bold red"),
+                    Text(f"{request.confidence:.2f}/{request.threshold:.2f}"),
+                    Text(inert(f"{request.plan_id}/{request.action_id}", 60)),
+                    key=request_id,
+                )
+        if view.decisions:
+            d = view.decisions[-1]
+            verdict = ("APPROVED", "bold green") if d.approved else ("DENIED", "bold red")
+            self.query_one("#approvals-last", Static).update(
+                Text.assemble(
+                    "last: ",
+                    verdict,
+                    f" {inert(d.tool, 40)} ({inert(d.action_id, 40)}) by {inert(d.decided_by, 40)}: {inert(d.reason, 120)}",
+                )
+            )

@@ -1,0 +1,238 @@
+"""What the operator sees, as plain data: built from events, rendered by the panes.
+
+Keeping this apart from the widgets means the console's logic is tested without a
+screen, and a flood of events is folded into one small set of changes per tick.
+Every untrusted string is made inert here, the one place core data enters the UI.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ConflictDetected,
+    ConflictResolved,
+    Event,
+    HealthUpdated,
+    PlanFinished,
+    PlanStarted,
+    RunFinished,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    SignalEmitted,
+    StateTransition,
+    SystemLocked,
+    SystemUnlocked,
+    ToolExecuted,
+)
+from core.inert import inert
+
+MAX_CONFLICT_ROWS = 500
+MAX_LINES_PER_TICK = 400
+
+
+def hms(ts: datetime) -> str:
+    return ts.strftime("%H:%M:%S.%f")[:-3]
+
+
+@dataclass
+class ConflictRow:
+    conflict_id: str
+    conflict_type: str
+    agents: str
+    target: str
+    strategy: str = "…"
+    outcome: str = "pending"
+
+
+@dataclass
+class Changes:
+    """What one batch of events changed, so each widget is touched at most once per tick."""
+
+    transitions: list[str] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)
+    conflicts: set[str] = field(default_factory=set)
+    health: bool = False
+    approvals: bool = False
+    header: bool = False
+    decided: list[str] = field(default_factory=list)
+    dropped_lines: int = 0
+
+
+@dataclass
+class RunView:
+    run_id: str = ""
+    plans_total: int = 0
+    plans_done: int = 0
+    actions_total: int = 0
+    current_plan: str = ""
+    mode_ceiling: str = "LIVE"
+    locked: bool = False
+    lock_reason: str = ""
+    paused: bool = False
+    finished: bool = False
+    interrupted: bool = False
+    stopping: bool = False
+    executions: int = 0
+    transitions: int = 0
+    events: int = 0
+    plans_failed: int = 0
+    health_score: float | None = None
+    health_tier: str = ""
+    health_history: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    metrics: dict[str, float] = field(default_factory=dict)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: OrderedDict[str, ConflictRow] = field(default_factory=OrderedDict)
+    conflicts_total: int = 0
+    pending: OrderedDict[str, ApprovalRequested] = field(default_factory=OrderedDict)
+    decisions: deque[ApprovalDecided] = field(default_factory=lambda: deque(maxlen=100))
+    signals_total: int = 0
+
+    @property
+    def state_label(self) -> str:
+        if self.finished:
+            return "interrupted" if self.interrupted else "finished"
+        if self.stopping:
+            return "stopping"
+        if self.paused:
+            return "paused"
+        return "running" if self.run_id else "idle"
+
+    def apply(self, events: list[Event]) -> Changes:
+        changes = Changes()
+        for event in events:
+            self.events += 1
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event, changes)
+        for name in ("transitions", "tools"):
+            lines: list[str] = getattr(changes, name)
+            if len(lines) > MAX_LINES_PER_TICK:
+                changes.dropped_lines += len(lines) - MAX_LINES_PER_TICK
+                setattr(changes, name, lines[-MAX_LINES_PER_TICK:])
+        return changes
+
+    def _transition(self, e: StateTransition, c: Changes) -> None:
+        self.transitions += 1
+        c.transitions.append(
+            f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} "
+            f"{e.from_state:>17} -> {e.to_state:<17} {inert(e.reason, 300)}"
+        )
+
+    def _tool(self, e: ToolExecuted, c: Changes) -> None:
+        self.executions += 1
+        result = "ok" if e.success else ("TIMEOUT" if e.timed_out else "FAILED")
+        retry = f" (attempt {e.attempt})" if e.attempt > 1 else ""
+        error = f"  {inert(e.error, 200)}" if e.error else ""
+        c.tools.append(
+            f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} {e.mode.value:<7} "
+            f"{result:<7} {e.duration_ms:>8.1f} ms{retry}{error}"
+        )
+
+    def _conflict(self, e: ConflictDetected, c: Changes) -> None:
+        self.conflicts_total += 1
+        target = e.tool + (f" @ {e.resource}" if e.resource else "")
+        self.conflicts[e.conflict_id] = ConflictRow(
+            e.conflict_id, e.conflict_type, inert(", ".join(e.agents), 80), inert(target, 120)
+        )
+        while len(self.conflicts) > MAX_CONFLICT_ROWS:
+            self.conflicts.popitem(last=False)
+        c.conflicts.add(e.conflict_id)
+
+    def _resolved(self, e: ConflictResolved, c: Changes) -> None:
+        row = self.conflicts.get(e.conflict_id)
+        if row is not None:
+            row.strategy = e.strategy
+            row.outcome = inert(e.outcome, 200)
+            c.conflicts.add(e.conflict_id)
+
+    def _health(self, e: HealthUpdated, c: Changes) -> None:
+        self.health_score = e.health_score
+        self.health_tier = e.health_assessment
+        self.health_history.append(e.health_score)
+        self.metrics = e.metrics
+        self.anomalies = e.anomalies
+        c.health = True
+
+    def _requested(self, e: ApprovalRequested, c: Changes) -> None:
+        self.pending[e.request_id] = e
+        c.approvals = True
+
+    def _decided(self, e: ApprovalDecided, c: Changes) -> None:
+        self.pending.pop(e.request_id, None)
+        self.decisions.append(e)
+        c.decided.append(e.request_id)
+        c.approvals = True
+
+    def _signal(self, e: SignalEmitted, c: Changes) -> None:
+        self.signals_total += 1
+        c.signals.append(
+            f"{hms(e.ts)}  {e.signal_type:<24} {inert(e.tool_name, 24):<20} -> Phase {e.target_phase}  "
+            f"{inert(e.insight, 200)}  [{inert(e.recommended_action, 120)}]"
+        )
+
+    def _run_started(self, e: RunStarted, c: Changes) -> None:
+        self.run_id = e.run_id
+        self.plans_total = e.plans_total
+        self.actions_total = e.actions_total
+        self.mode_ceiling = e.mode_ceiling.value
+        c.header = True
+
+    def _plan_started(self, e: PlanStarted, c: Changes) -> None:
+        self.current_plan = inert(e.plan_id, 60)
+        c.header = True
+
+    def _plan_finished(self, e: PlanFinished, c: Changes) -> None:
+        self.plans_done += 1
+        self.plans_failed += e.status == "FAILED"
+        c.header = True
+
+    def _run_finished(self, e: RunFinished, c: Changes) -> None:
+        self.finished = True
+        self.interrupted = e.interrupted
+        c.header = True
+
+    def _locked(self, e: SystemLocked, c: Changes) -> None:
+        self.locked = True
+        self.lock_reason = inert(e.reason, 200)
+        c.header = True
+
+    def _unlocked(self, e: SystemUnlocked, c: Changes) -> None:
+        self.locked = False
+        self.lock_reason = ""
+        c.header = True
+
+    def _paused(self, e: RunPaused, c: Changes) -> None:
+        self.paused = True
+        c.header = True
+
+    def _resumed(self, e: RunResumed, c: Changes) -> None:
+        self.paused = False
+        c.header = True
+
+
+_HANDLERS: dict[type[Event], Any] = {
+    StateTransition: RunView._transition,
+    ToolExecuted: RunView._tool,
+    ConflictDetected: RunView._conflict,
+    ConflictResolved: RunView._resolved,
+    HealthUpdated: RunView._health,
+    ApprovalRequested: RunView._requested,
+    ApprovalDecided: RunView._decided,
+    SignalEmitted: RunView._signal,
+    RunStarted: RunView._run_started,
+    PlanStarted: RunView._plan_started,
+    PlanFinished: RunView._plan_finished,
+    RunFinished: RunView._run_finished,
+    SystemLocked: RunView._locked,
+    SystemUnlocked: RunView._unlocked,
+    RunPaused: RunView._paused,
+    RunResumed: RunView._resumed,
+}
