@@ -193,6 +193,7 @@ class ApprovalsPane(Pane):
                 Text.assemble(
                     "last: ",
                     verdict,
-                    f" {inert(d.tool, 40)} ({inert(d.action_id, 40)}) by {inert(d.decided_by, 40)}: {inert(d.reason, 120)}",
+                    f" {inert(d.tool, 40)} ({inert(d.action_id, 40)})",
+                    f" by {inert(d.decided_by, 40)}: {inert(d.reason, 120)}",
                 )
             )
