@@ -114,9 +114,7 @@ class _Finding:
     evidence: int
 
 
-def _signal(
-    signal_type: SignalType, tool: str, insight: str, action: str, confidence: float
-) -> LearningSignal:
+def _signal(signal_type: SignalType, tool: str, insight: str, action: str, confidence: float) -> LearningSignal:
     return LearningSignal(
         signal_type=signal_type,
         tool_name=tool,
@@ -215,9 +213,7 @@ class FeedbackLoop:
         if strategy is not None:
             self._strategies.setdefault(pair, Counter())[strategy] += 1
 
-    def record_validation(
-        self, plan_id: str, predicted_success: float, actual_success_rate: float
-    ) -> None:
+    def record_validation(self, plan_id: str, predicted_success: float, actual_success_rate: float) -> None:
         """Compare a Phase 22 success prediction with what the plan actually achieved."""
         predicted = _unit(predicted_success, "predicted_success")
         actual = _unit(actual_success_rate, "actual_success_rate")
@@ -229,9 +225,7 @@ class FeedbackLoop:
     def observe(self, event: Event) -> None:
         """Event-bus subscriber: tool outcomes and conflicts (each conflict counted once)."""
         if isinstance(event, ToolExecuted):
-            self.record_outcome(
-                event.tool, event.mode, event.success, event.duration_ms, event.confidence
-            )
+            self.record_outcome(event.tool, event.mode, event.success, event.duration_ms, event.confidence)
         elif isinstance(event, ConflictDetected):
             if event.conflict_id in self._conflict_ids:
                 return
@@ -340,18 +334,13 @@ class FeedbackLoop:
             used = [
                 (mode, stats)
                 for mode in ExecutionMode
-                if (stats := self._tools[tool].get(mode)) is not None
-                and stats.executions >= self.min_executions
+                if (stats := self._tools[tool].get(mode)) is not None and stats.executions >= self.min_executions
             ]
             if len(used) < 2:
                 continue
             evidence = sum(stats.executions for _, stats in used)
             best_mode, best = min(used, key=lambda ms: (-ms[1].success_rate, ms[1].avg_ms))
-            others = ", ".join(
-                f"{mode.value} {_pct(stats.success_rate)}"
-                for mode, stats in used
-                if mode != best_mode
-            )
+            others = ", ".join(f"{mode.value} {_pct(stats.success_rate)}" for mode, stats in used if mode != best_mode)
             insight = (
                 f"{best_mode.value} performed best: {_pct(best.success_rate)} success over "
                 f"{best.executions} executions, avg {best.avg_ms:.1f} ms (vs {others})"
@@ -376,8 +365,7 @@ class FeedbackLoop:
                 continue
             ratio = f" ({slow.avg_ms / fast.avg_ms:.1f}x slower)" if fast.avg_ms > 0 else ""
             insight = (
-                f"{slow_mode.value} averages {slow.avg_ms:.1f} ms vs {fast.avg_ms:.1f} ms "
-                f"in {fast_mode.value}{ratio}"
+                f"{slow_mode.value} averages {slow.avg_ms:.1f} ms vs {fast.avg_ms:.1f} ms in {fast_mode.value}{ratio}"
             )
             findings.append(
                 _Finding(
@@ -404,10 +392,7 @@ class FeedbackLoop:
             unresolved = count - sum(strategies.values())
             if unresolved > 0:
                 parts.append(f"unresolved {unresolved}")
-            insight = (
-                f"{conflict_type} on {tool} occurred {count} times (resolved by: "
-                f"{', '.join(parts)})"
-            )
+            insight = f"{conflict_type} on {tool} occurred {count} times (resolved by: {', '.join(parts)})"
             action = f"Serialize or reorder {tool} actions across agents to avoid {conflict_type}"
             findings.append(
                 _Finding(
@@ -443,8 +428,7 @@ class FeedbackLoop:
             else:
                 action = "Confidence understates success here: it can be raised"
             insight = (
-                f"Confidence {label}: predicted {_pct(mean_conf)} success, actual {_pct(rate)} "
-                f"over {n} executions"
+                f"Confidence {label}: predicted {_pct(mean_conf)} success, actual {_pct(rate)} over {n} executions"
             )
             findings.append(
                 _Finding(
@@ -498,10 +482,7 @@ class FeedbackLoop:
             last = self._last_emitted.get(finding.topic)
             if last is not None:
                 last_action, last_evidence = last
-                if (
-                    last_action == signal.recommended_action
-                    and finding.evidence < 2 * last_evidence
-                ):
+                if last_action == signal.recommended_action and finding.evidence < 2 * last_evidence:
                     continue
             self._seen.add(key)
             self._last_emitted[finding.topic] = (signal.recommended_action, finding.evidence)

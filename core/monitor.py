@@ -175,10 +175,7 @@ class ExecutionMonitor:
                 attempt=event.attempt,
             )
             # Every LIVE execution of an approved action (retries included) is judged.
-            if (
-                event.mode is ExecutionMode.LIVE
-                and (event.plan_id, event.action_id) in self._approved
-            ):
+            if event.mode is ExecutionMode.LIVE and (event.plan_id, event.action_id) in self._approved:
                 self.record_live_outcome_after_approval(event.success)
         elif isinstance(event, ConflictDetected):
             self.record_conflicts(1)
@@ -202,15 +199,11 @@ class ExecutionMonitor:
             "tool_success_rate": success,
             "execution_latency_ms": self._duration_sum / n if n else 0.0,
             "rollback_frequency": _clamp(self.actions_undone / n) if n else 0.0,
-            "conflict_rate": _clamp(self.conflicts / self.actions_seen)
-            if self.actions_seen
-            else 0.0,
+            "conflict_rate": _clamp(self.conflicts / self.actions_seen) if self.actions_seen else 0.0,
             "live_execution_ratio": self.live_executions / n if n else 0.0,
             "confidence_drift": abs(mean_confidence - success) if n else 0.0,
             "approval_rate": (
-                self.approved_live_successes / self.approved_live_executions
-                if self.approved_live_executions
-                else 1.0
+                self.approved_live_successes / self.approved_live_executions if self.approved_live_executions else 1.0
             ),
         }
 

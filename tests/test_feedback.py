@@ -163,9 +163,7 @@ def test_conflict_pattern_detection() -> None:
     assert signal.signal_type is SignalType.CONFLICT_PATTERN
     assert signal.tool_name == "form_fill"
     assert signal.target_phase == 19
-    assert signal.insight == (
-        "resource_conflict on form_fill occurred 3 times (resolved by: DELAY 2, unresolved 1)"
-    )
+    assert signal.insight == ("resource_conflict on form_fill occurred 3 times (resolved by: DELAY 2, unresolved 1)")
     assert signal.confidence == 0.5
 
 
@@ -186,9 +184,7 @@ def test_conflict_pattern_from_events_counts_each_conflict_once() -> None:
         bus.emit(ConflictResolved, **detected, strategy="DELAY", outcome="serialized")
         bus.emit(ConflictResolved, **detected, strategy="DELAY", outcome="serialized")
     [signal] = loop.detect_conflict_patterns()
-    assert signal.insight == (
-        "resource_conflict on form_fill occurred 3 times (resolved by: DELAY 3)"
-    )
+    assert signal.insight == ("resource_conflict on form_fill occurred 3 times (resolved by: DELAY 3)")
 
 
 def test_confidence_calibration_analysis() -> None:
@@ -211,10 +207,7 @@ def test_confidence_calibration_analysis() -> None:
     assert signal.signal_type is SignalType.APPROVAL_MISMATCH
     assert signal.target_phase == 16
     assert signal.tool_name == "database_write"
-    assert (
-        signal.insight
-        == "Confidence 0.85-1.00: predicted 90% success, actual 50% over 10 executions"
-    )
+    assert signal.insight == "Confidence 0.85-1.00: predicted 90% success, actual 50% over 10 executions"
     # Phase 22 validations: a gap of exactly 0.2 is tolerated, 0.5 is not.
     loop.record_validation("plan_a", 0.8, 0.6)
     loop.record_validation("plan_b", 0.9, 0.4)
@@ -243,9 +236,7 @@ def test_signal_export() -> None:
     loop = FeedbackLoop()
     record(loop, "vision_inspect", 19, 1)
     first = loop.generate_signals()
-    assert [(s.signal_type, s.tool_name) for s in first] == [
-        (SignalType.TOOL_RELIABILITY, "vision_inspect")
-    ]
+    assert [(s.signal_type, s.tool_name) for s in first] == [(SignalType.TOOL_RELIABILITY, "vision_inspect")]
     assert loop.generate_signals() == []  # nothing new
     record(loop, "vision_inspect", 1, 0)  # 21 runs: evidence has not doubled yet
     assert loop.generate_signals() == []
