@@ -1,0 +1,578 @@
+"""The durable audit journal: every event of a run in a hash-chained SQLite table (WAL, fsynced).
+
+Ordinary events are group-committed in batches; intents, outcomes and lock state are
+committed and fsynced before the call returns, and any storage failure fails closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, NoReturn
+
+from core.clock import Clock, SystemClock
+from core.errors import JournalError
+from core.events import EVENT_ADAPTER, Event, EventBus
+
+JOURNAL_FILE: Final = "journal.sqlite3"
+FORMAT_VERSION: Final = "1"
+GENESIS_HASH: Final = "0" * 64
+DEFAULT_BATCH_SIZE: Final = 512
+
+INTENT_STATUSES: Final = ("PENDING", "DONE", "FAILED", "UNKNOWN")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intents (
+    action_hash TEXT PRIMARY KEY,
+    plan_id TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    approval_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('PENDING', 'DONE', 'FAILED', 'UNKNOWN')),
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT_RECORD = "INSERT INTO records (seq, kind, ts, run_id, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+
+# One pending row, in the column order of _INSERT_RECORD.
+_Row = tuple[int, str, str, str, str, str, str]
+
+
+def chain_hash(prev_hash: str, seq: int, kind: str, body: str) -> str:
+    """The hash of one record: it covers the previous hash, so editing any record breaks every later link."""
+    return hashlib.sha256(f"{prev_hash}\n{seq}\n{kind}\n{body}".encode()).hexdigest()
+
+
+class DuplicateIntent(JournalError):
+    """An intent for this action hash already exists: the irreversible action must not run again."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of `verify_journal`.
+
+    `records` counts the records verified good (all of them when ok, those before the first
+    bad one otherwise); `first_bad_seq` is None when ok or when no record can be blamed.
+    """
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None
+    problem: str
+
+
+def _journal_path(run_dir: Path) -> Path:
+    return Path(run_dir) / JOURNAL_FILE
+
+
+class Journal:
+    """The single writer of a run's journal. Not thread-safe by design: only the core's thread uses it.
+
+    Open with `Journal.open(run_dir, run_id)` and connect with `attach(bus)` (or subscribe
+    `observe` and register `barrier` yourself). `last_seq` is the newest record appended
+    (committed or pending); `committed_seq` is the newest one on disk.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        run_id: str,
+        last_seq: int,
+        last_hash: str,
+        clock: Clock,
+        batch_size: int,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._conn = conn
+        self.path = path
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self._clock = clock
+        self._last_seq = last_seq
+        self._last_hash = last_hash
+        self._committed_seq = last_seq
+        self._pending: list[_Row] = []
+        # Set after a commit with durable=False: the next durable commit must write (and so
+        # fsync) even with nothing pending, or those earlier commits would stay unsynced.
+        self._unsynced = False
+        self._failure: str | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        run_dir: Path,
+        run_id: str,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        clock: Clock | None = None,
+    ) -> Journal:
+        """Create the journal in `run_dir`, or reopen it and continue its chain.
+
+        Reopening checks that the journal belongs to `run_id` and that its last record is the
+        head the journal recorded (a cheap tail check; `verify_journal` checks everything).
+        """
+        run_dir = Path(run_dir)
+        path = _journal_path(run_dir)
+        conn: sqlite3.Connection | None = None
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one
+            # transaction. check_same_thread=False because the harness may create the journal
+            # on one thread and run the core on another; one-writer is this class's contract.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if mode.lower() != "wal":
+                raise JournalError(f"{path}: cannot switch the journal to WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            # Statement by statement: executescript would commit the open transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            last = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+            if not meta:
+                if last is not None:
+                    raise JournalError(f"{path}: records without journal metadata; not a journal this program wrote")
+                created = (clock or SystemClock()).now().isoformat()
+                conn.executemany(
+                    _SET_META,
+                    [
+                        ("format", FORMAT_VERSION),
+                        ("run_id", run_id),
+                        ("created", created),
+                        ("head_seq", "0"),
+                        ("head_hash", GENESIS_HASH),
+                    ],
+                )
+                last_seq, last_hash = 0, GENESIS_HASH
+            else:
+                last_seq, last_hash = _check_reopen(path, meta, last, run_id)
+            conn.execute("COMMIT")
+        except JournalError:
+            _close_quietly(conn)
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            _close_quietly(conn)
+            raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
+        return cls(conn, path, run_id, last_seq, last_hash, clock or SystemClock(), batch_size)
+
+    def attach(self, bus: EventBus) -> Callable[[], None]:
+        """Subscribe to `bus`, register the durability barrier, continue the bus's numbering
+        after the journal's last record. Returns the unsubscribe function."""
+        bus.start_after(self._last_seq)
+        bus.add_barrier(self.barrier)
+        return bus.subscribe(self.observe)
+
+    # --------------------------------------------------------------- properties
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed_seq
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    # ------------------------------------------------------------------ events
+
+    def observe(self, event: Event) -> None:
+        """Bus subscriber: chain the event and add it to the batch; commit when the batch is full."""
+        self._check_usable()
+        seq = event.seq
+        if self._last_seq and seq != self._last_seq + 1:
+            # A gap or a step back would be a hole or a fork in the audit trail: stop here.
+            self._refuse(f"event seq {seq} does not follow the journal's last record {self._last_seq}")
+        if seq < 1:
+            self._refuse(f"event seq {seq} is not a positive sequence number")
+        if event.run_id != self.run_id:
+            self._refuse(f"event seq {seq} belongs to run {event.run_id!r}, not this journal's run {self.run_id!r}")
+        body = event.model_dump_json()
+        digest = chain_hash(self._last_hash, seq, event.kind, body)
+        self._pending.append((seq, event.kind, event.ts.isoformat(), event.run_id, body, self._last_hash, digest))
+        self._last_seq = seq
+        self._last_hash = digest
+        if len(self._pending) >= self.batch_size:
+            self._transaction(None, durable=True)
+
+    def commit(self, durable: bool = True) -> None:
+        """Commit every pending record in one transaction.
+
+        durable=True (the default) returns only after the commit is fsynced
+        (synchronous=FULL); durable=False skips the fsync for this commit: the data survives
+        a process crash but not a power loss, until the next durable commit syncs it too.
+        """
+        self._check_usable()
+        if not self._pending and not (durable and self._unsynced):
+            return
+        self._transaction(None, durable=durable)
+
+    async def barrier(self) -> None:
+        """Durability barrier for `EventBus.add_barrier`: everything published so far is on disk.
+
+        Synchronous inside: the caller is about to do something irreversible and must wait
+        for the fsync anyway, and the connection belongs to this (the core's) thread.
+        """
+        self.commit(durable=True)
+
+    # ------------------------------------------------------- intents and state
+
+    def record_intent(
+        self,
+        action_hash: str,
+        plan_id: str,
+        action_id: str,
+        agent: str,
+        tool: str,
+        approval_id: str | None,
+    ) -> None:
+        """Durably record that an irreversible action is about to run (with every pending event).
+
+        Raises DuplicateIntent if any intent exists for `action_hash`: at most once, across restarts.
+        """
+        self._check_usable()
+        existing = self.intent_status(action_hash)
+        if existing is not None:
+            raise DuplicateIntent(
+                f"action {action_id!r} ({tool}) already has an intent with status {existing}: "
+                "a repeated irreversible action is blocked"
+            )
+        now = self._clock.now().isoformat()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO intents (action_hash, plan_id, action_id, agent, tool, approval_id, status,"
+                " created, updated) VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)",
+                (action_hash, plan_id, action_id, agent, tool, approval_id, now, now),
+            )
+
+        self._transaction(insert, durable=True)
+
+    def record_outcome(self, action_hash: str, success: bool) -> None:
+        """Durably set a PENDING (or UNKNOWN, once the operator knows) intent to DONE or FAILED."""
+        self._check_usable()
+        status = self.intent_status(action_hash)
+        if status is None:
+            raise JournalError(f"no intent recorded for action hash {action_hash}: cannot record its outcome")
+        if status not in ("PENDING", "UNKNOWN"):
+            raise JournalError(f"the intent for action hash {action_hash} is already {status}: an outcome is final")
+        new_status = "DONE" if success else "FAILED"
+        now = self._clock.now().isoformat()
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE intents SET status = ?, updated = ? WHERE action_hash = ?",
+                (new_status, now, action_hash),
+            )
+
+        self._transaction(update, durable=True)
+
+    def intent_status(self, action_hash: str) -> str | None:
+        row = self._read("SELECT status FROM intents WHERE action_hash = ?", (action_hash,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def is_blocked(self, action_hash: str) -> bool:
+        """True if any intent exists for `action_hash` (whatever its status): running it again is not allowed."""
+        return self.intent_status(action_hash) is not None
+
+    def mark_unknown_intents(self) -> list[dict[str, Any]]:
+        """After a restart: every PENDING intent becomes UNKNOWN (its outcome was never recorded).
+
+        Returns every UNKNOWN intent (newly marked and those still unresolved from an earlier
+        restart), oldest first, for the operator to resolve.
+        """
+        self._check_usable()
+        now = self._clock.now().isoformat()
+
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE intents SET status = 'UNKNOWN', updated = ? WHERE status = 'PENDING'", (now,))
+
+        self._transaction(mark, durable=True)
+        return self.intents("UNKNOWN")
+
+    def intents(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Intents as dicts (all, or those with `status`), oldest first."""
+        if status is not None and status not in INTENT_STATUSES:
+            raise ValueError(f"unknown intent status {status!r}")
+        sql = (
+            "SELECT action_hash, plan_id, action_id, agent, tool, approval_id, status, created, updated FROM intents"
+            + (" WHERE status = ?" if status else "")
+            + " ORDER BY created, rowid"
+        )
+        cursor = self._read(sql, (status,) if status else ())
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def set_state(self, key: str, value: str) -> None:
+        """Durably set a piece of run state (e.g. "locked" -> reason, "" when unlocked)."""
+        self._check_usable()
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+        self._transaction(put, durable=True)
+
+    def get_state(self, key: str) -> str | None:
+        row = self._read("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Commit what is pending (durably, unless the journal failed) and close the connection."""
+        if self._closed:
+            return
+        try:
+            if self._failure is None:
+                self.commit(durable=True)
+        finally:
+            self._closed = True
+            _close_quietly(self._conn)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise JournalError(f"{self.path}: the journal failed earlier ({self._failure}); nothing more is written")
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
+
+    def _fail(self, reason: str, cause: BaseException | None = None) -> NoReturn:
+        self._failure = reason
+        # The batch can never be committed now (no retry after a failed commit), so drop it.
+        self._pending.clear()
+        raise JournalError(f"{self.path}: {reason}; the journal is stopped (fail closed)") from cause
+
+    def _refuse(self, reason: str) -> NoReturn:
+        """Stop on an event that cannot be chained, keeping the valid records already batched."""
+        if self._pending:
+            self._transaction(None, durable=True)
+        self._fail(reason)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        self._check_usable()
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            self._fail(f"cannot read the journal: {exc}", exc)
+
+    def _transaction(self, extra: Callable[[sqlite3.Connection], None] | None, durable: bool) -> None:
+        """One transaction: the pending records, the new head, then `extra`; fsynced if durable."""
+        conn = self._conn
+        rows = self._pending
+        try:
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                conn.executemany(_INSERT_RECORD, rows)
+            # Written in every transaction: it lets verify detect a truncated tail, and it makes
+            # a durable commit with nothing pending still write, and so fsync, the WAL.
+            conn.executemany(_SET_META, [("head_seq", str(self._last_seq)), ("head_hash", self._last_hash)])
+            if extra is not None:
+                extra(conn)
+            conn.execute("COMMIT")
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
+        except (sqlite3.Error, OSError) as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except (sqlite3.Error, OSError):
+                pass  # the commit already failed; the journal is stopped whatever rollback says
+            self._fail(f"commit failed: {exc}", exc)
+        self._pending = []
+        self._committed_seq = self._last_seq
+        self._unsynced = not durable
+
+
+def _check_reopen(path: Path, meta: dict[str, str], last: tuple[int, str] | None, run_id: str) -> tuple[int, str]:
+    if meta.get("format") != FORMAT_VERSION:
+        raise JournalError(
+            f"{path}: journal format {meta.get('format')!r} is not supported (expected {FORMAT_VERSION})"
+        )
+    if meta.get("run_id") != run_id:
+        raise JournalError(f"{path}: the journal belongs to run {meta.get('run_id')!r}, not {run_id!r}")
+    last_seq, last_hash = (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
+    if (str(last_seq), last_hash) != (meta.get("head_seq"), meta.get("head_hash")):
+        raise JournalError(
+            f"{path}: the last record (seq {last_seq}) is not the journal's recorded head "
+            f"(seq {meta.get('head_seq')}); run `phase24 verify` on the run directory"
+        )
+    return last_seq, last_hash
+
+
+def _close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass  # closing after a storage failure may fail too; nothing more can be lost
+
+
+def _connect_existing(run_dir: Path) -> sqlite3.Connection:
+    """A query-only connection to an existing journal; a missing one is a JournalError naming it."""
+    path = _journal_path(run_dir)
+    if not path.is_file():
+        raise JournalError(f"{path}: no journal here (missing {JOURNAL_FILE})")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
+    return conn
+
+
+def verify_journal(run_dir: Path) -> VerifyReport:
+    """Recompute the hash chain of the journal in `run_dir` and report the first bad record.
+
+    Detects edited bodies or kinds, tampered hashes, reordering (prev_hash mismatch), deleted
+    records (a seq gap, blamed on the first missing seq; a missing tail, via the recorded
+    head) and denormalised columns (ts, run_id) that disagree with the body.
+    """
+    conn = _connect_existing(run_dir)
+    try:
+        return _verify(conn)
+    except sqlite3.Error as exc:
+        return VerifyReport(False, 0, None, f"the journal cannot be read: {exc}")
+    finally:
+        _close_quietly(conn)
+
+
+def _verify(conn: sqlite3.Connection) -> VerifyReport:
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error as exc:
+        return VerifyReport(False, 0, None, f"not a journal (no metadata: {exc})")
+    if meta.get("format") != FORMAT_VERSION:
+        return VerifyReport(False, 0, None, f"unsupported journal format {meta.get('format')!r}")
+    run_id = meta.get("run_id")
+    count = 0
+    prev_seq: int | None = None
+    prev_hash = GENESIS_HASH
+    rows = conn.execute("SELECT seq, kind, ts, run_id, body, prev_hash, hash FROM records ORDER BY seq")
+    for seq, kind, ts, row_run_id, body, row_prev, row_hash in rows:
+        bad = _check_record(seq, kind, ts, row_run_id, body, row_prev, row_hash, prev_seq, prev_hash, run_id)
+        if bad is not None:
+            return VerifyReport(False, count, bad[0], bad[1])
+        count += 1
+        prev_seq, prev_hash = seq, row_hash
+    head_seq, head_hash = meta.get("head_seq"), meta.get("head_hash")
+    last_seq = prev_seq or 0
+    if head_seq is None or not head_seq.isdigit():
+        return VerifyReport(False, count, None, "the journal's head is missing from its metadata")
+    if int(head_seq) > last_seq:
+        return VerifyReport(
+            False,
+            count,
+            last_seq + 1,
+            f"records {last_seq + 1}..{head_seq} are missing (the journal head is {head_seq})",
+        )
+    if int(head_seq) < last_seq or head_hash != prev_hash:
+        return VerifyReport(
+            False, count, last_seq, f"the last record is not the journal's recorded head (seq {head_seq})"
+        )
+    return VerifyReport(True, count, None, "")
+
+
+def _check_record(
+    seq: int,
+    kind: str,
+    ts: str,
+    run_id: str,
+    body: str,
+    row_prev: str,
+    row_hash: str,
+    prev_seq: int | None,
+    prev_hash: str,
+    journal_run: str | None,
+) -> tuple[int, str] | None:
+    """(seq to blame, problem) for the first thing wrong with one record, or None."""
+    if prev_seq is not None and seq != prev_seq + 1:
+        missing = prev_seq + 1
+        return missing, f"record {missing} is missing (records jump from {prev_seq} to {seq})"
+    if row_prev != prev_hash:
+        if prev_seq is None:
+            return seq, "the first record does not start the chain: earlier records are missing"
+        return seq, f"prev_hash does not match record {prev_seq}'s hash (records reordered, replaced or removed)"
+    if chain_hash(row_prev, seq, kind, body) != row_hash:
+        return seq, "the record's hash does not match its content (body, kind or hash edited)"
+    try:
+        data = json.loads(body)
+        same = (
+            isinstance(data, dict)
+            and data.get("seq") == seq
+            and data.get("kind") == kind
+            and data.get("run_id") == run_id == journal_run
+            and datetime.fromisoformat(str(data.get("ts"))) == datetime.fromisoformat(ts)
+        )
+    except ValueError:
+        same = False
+    if not same:
+        return seq, "the record's seq, kind, ts or run_id columns disagree with its body (or the run)"
+    return None
+
+
+def read_events(run_dir: Path) -> Iterator[Event]:
+    """The committed events of the journal in `run_dir`, in sequence order (validated, not verified)."""
+    conn = _connect_existing(run_dir)
+    try:
+        for (body,) in conn.execute("SELECT body FROM records ORDER BY seq"):
+            yield EVENT_ADAPTER.validate_json(body)
+    except sqlite3.Error as exc:
+        raise JournalError(f"{_journal_path(run_dir)}: cannot read the journal: {exc}") from exc
+    finally:
+        _close_quietly(conn)
