@@ -56,3 +56,53 @@ def cmd_verify(args: argparse.Namespace, console: Console | None = None) -> int:
         else:
             out.print(Text(f"{name}: {len(records)} records"))
     return exit_codes.OK if ok else exit_codes.VERIFY_FAILED
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """`phase24 resume RUN_DIR [--console]`: continue an interrupted run from its journal.
+
+    Finished plans are not run again; LIVE actions whose intent has no outcome are UNKNOWN:
+    never retried. Headless, they fail closed (listed here, exit 1); in the console they are
+    shown to the operator.
+    """
+    import json
+
+    from core.approval import PolicyGate
+    from core.clock import SystemClock
+    from core.harness import Phase24Harness
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise JournalError(f"{run_dir}: no such run directory")
+    if getattr(args, "console", False):
+        from console.app import ConsoleGate, make_app
+
+        gate = ConsoleGate()
+        harness = Phase24Harness.from_interrupted_run(run_dir, gate=gate, clock=SystemClock())
+        code = make_app(harness, gate).run()
+        return code if code is not None else exit_codes.OK
+
+    from console.report import print_summary
+
+    gate = PolicyGate(approve_all=getattr(args, "approve_all", False))
+    harness = Phase24Harness.from_interrupted_run(run_dir, gate=gate, clock=SystemClock())
+    out = Console(highlight=False, soft_wrap=True)
+    if harness.prior is not None and harness.prior.torn_tails:
+        for name, removed in sorted(harness.prior.torn_tails.items()):
+            out.print(Text(f"repaired a torn last line in {inert(name)} ({removed} bytes removed)", style="yellow"))
+    summary = harness.execute_orchestration_pipeline()
+    conflicts = json.loads((run_dir / "tool_conflicts.json").read_text(encoding="utf-8"))
+    health = json.loads((run_dir / "system_health.json").read_text(encoding="utf-8"))
+    print_summary(out, summary, conflicts, health, run_dir)
+    unknown = summary.get("unknown_outcomes") or []
+    for intent in unknown:
+        out.print(
+            Text(
+                f"UNKNOWN outcome, not retried: {inert(intent.get('tool'))} ({inert(intent.get('plan_id'))}/"
+                f"{inert(intent.get('action_id'))}, agent {inert(intent.get('agent'))}): check the real system",
+                style="bold red",
+            )
+        )
+    if unknown or summary["plans_failed"]:
+        return exit_codes.PLAN_FAILED
+    return exit_codes.OK

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from core.approval import (
     ApprovalDecision,
@@ -25,7 +25,7 @@ from core.approval import (
     deny,
 )
 from core.contracts import ExecutionMode, RiskLevel, ToolContract, ToolContractRegistry
-from core.errors import TransitionNotAllowed
+from core.errors import Phase24Error, TransitionNotAllowed
 from core.events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -36,6 +36,7 @@ from core.events import (
     ToolExecuted,
 )
 from core.executors import ExecutionOutcome, ToolExecutor
+from core.faults import crash_point
 from core.plans import PlannedAction
 
 
@@ -152,6 +153,22 @@ class TransitionRecord:
     reason: str
 
 
+class IntentLedger(Protocol):
+    """Durable record of LIVE actions with external effects (the journal implements it)."""
+
+    def record_intent(
+        self, action_hash: str, plan_id: str, action_id: str, agent: str, tool: str, approval_id: str | None
+    ) -> None: ...
+
+    def record_outcome(self, action_hash: str, success: bool) -> None: ...
+
+    def intent_status(self, action_hash: str) -> str | None: ...
+
+
+LockStore = Callable[[str], None]
+"""Persists the lock: called with the reason when locking, with "" when unlocking."""
+
+
 RetryPolicy = Callable[[ExecutionContext, ExecutionMode, int, ExecutionOutcome], Awaitable[float | None]]
 """Called on a timeout: seconds to wait before retrying, or None to give up."""
 
@@ -175,6 +192,8 @@ class ExecutionController:
         max_live_escalations: int | None = None,
         approval_timeout_s: float = 120.0,
         audit_limit: int = 10_000,
+        ledger: IntentLedger | None = None,
+        lock_store: LockStore | None = None,
     ) -> None:
         self.registry = registry
         self.bus = bus
@@ -184,6 +203,8 @@ class ExecutionController:
         self.max_live_escalations = max_live_escalations
         self.approval_timeout_s = approval_timeout_s
         self.audit_trail: deque[TransitionRecord] = deque(maxlen=audit_limit)
+        self.ledger = ledger
+        self.lock_store = lock_store
         self.live_escalations = 0
         self._locked = False
         self._lock_reason = ""
@@ -219,13 +240,25 @@ class ExecutionController:
         return True
 
     def unlock_system(self, reason: str = "operator unlock", by: str = "operator") -> bool:
+        """Unlock after the unlock is durably recorded (the unsafe direction waits for storage)."""
+        if not self._locked:
+            return False
+        self._on_core(lambda: self._apply_unlock(reason, by))
+        return True
+
+    def _apply_unlock(self, reason: str, by: str) -> None:
+        if not self._locked:
+            return
+        if self.lock_store is not None:
+            try:
+                self.lock_store("")
+            except Phase24Error as exc:
+                self._lock_reason = f"unlock refused, storage failed: {exc}"
+                return
         with self._thread_lock:
-            if not self._locked:
-                return False
             self._locked = False
             self._lock_reason = ""
-        self._on_core(lambda: self.bus.emit(SystemUnlocked, reason=reason, by=by))
-        return True
+        self.bus.emit(SystemUnlocked, reason=reason, by=by)
 
     def restore_lock(self, reason: str) -> None:
         """Start locked without a new event (a resumed run whose journal ends locked)."""
@@ -233,8 +266,13 @@ class ExecutionController:
         self._lock_reason = reason
 
     def _announce_lock(self, reason: str, by: str) -> None:
-        self.bus.emit(SystemLocked, reason=reason, by=by)
         self.gate.cancel_pending(f"system locked: {reason}")
+        if self.lock_store is not None:
+            try:
+                self.lock_store(reason)
+            except Phase24Error:
+                pass  # already locked in memory; the storage failure locks too
+        self.bus.emit(SystemLocked, reason=reason, by=by)
 
     def _on_core(self, fn: Callable[[], object]) -> None:
         loop = self._loop
@@ -371,22 +409,72 @@ class ExecutionController:
             )
             return ctx
 
+        if not ctx.contract.read_only and self.ledger is not None:
+            status = self.ledger.intent_status(ctx.action_hash())
+            if status == "DONE":
+                self.transition(
+                    ctx, S.COMPLETED, "LIVE already done before a restart (journal intent DONE); not repeated"
+                )
+                return ctx
+            if status is not None:
+                self.transition(ctx, S.ABORTED, f"journal holds this action's LIVE intent as {status}; never retried")
+                return ctx
         if ctx.contract.requires_approval:
             self.transition(ctx, S.AWAITING_APPROVAL, "HIGH-risk LIVE escalation needs an approval")
             decision = await self._await_approval(ctx)
             if not decision.approved:
                 self.transition(ctx, S.LOCKED, f"approval denied by {decision.decided_by}: {decision.reason}")
                 return ctx
-        self.live_escalations += 1
-        await self.bus.barrier()
+        return await self._go_live(ctx, executor, retry, why)
+
+    async def _go_live(
+        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None, why: str
+    ) -> ExecutionContext:
+        action_hash = ctx.action_hash()
+        if ctx.approval is not None and ctx.approval["action_hash"] != action_hash:
+            self.transition(ctx, S.LOCKED, "action changed after approval; approval does not cover it")
+            return ctx
+        effectful = not ctx.contract.read_only
+        try:
+            await self.bus.barrier()
+        except Phase24Error as exc:
+            return self._storage_failed(ctx, exc)
         if self._locked:
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
+        self.live_escalations += 1
+        if effectful and self.ledger is not None:
+            crash_point("before_intent")
+            try:
+                self.ledger.record_intent(
+                    action_hash,
+                    ctx.plan_id,
+                    ctx.action_id,
+                    ctx.agent,
+                    ctx.tool,
+                    ctx.approval["request_id"] if ctx.approval else None,
+                )
+            except Phase24Error as exc:
+                return self._storage_failed(ctx, exc)
+            crash_point("after_intent")
         self.transition(ctx, S.LIVE, "approval granted" if ctx.approval else f"{why}; no approval required")
-        if not await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry):
+        ok = await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry)
+        if effectful and self.ledger is not None:
+            crash_point("after_effect")
+            try:
+                self.ledger.record_outcome(action_hash, ok)
+            except Phase24Error as exc:
+                self.lock_system(f"storage failure, failing closed: {exc}", "system")
+            crash_point("after_outcome")
+        if not ok:
             self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")
             return ctx
         self.transition(ctx, S.COMPLETED, "LIVE succeeded")
+        return ctx
+
+    def _storage_failed(self, ctx: ExecutionContext, exc: Exception) -> ExecutionContext:
+        self.lock_system(f"storage failure, failing closed: {exc}", "system")
+        self.transition(ctx, S.LOCKED, f"not run: the journal could not be written ({exc})")
         return ctx
 
     # -- approvals --------------------------------------------------------------------

@@ -34,6 +34,17 @@ class RunStarted(Event):
     actions_total: int
     mode_ceiling: ExecutionMode
     simulated: bool
+    resumed: bool = False
+
+
+class UnknownOutcomes(Event):
+    """After a crash: LIVE actions whose intent was recorded but whose outcome was not.
+
+    They are never retried automatically; the operator must find out what happened.
+    """
+
+    kind: Literal["unknown_outcomes"] = "unknown_outcomes"
+    intents: list[dict[str, Any]]
 
 
 class PlanStarted(Event):
@@ -197,6 +208,7 @@ class RunFinished(Event):
 
 AnyEvent = Annotated[
     RunStarted
+    | UnknownOutcomes
     | PlanStarted
     | StateTransition
     | ToolExecuted

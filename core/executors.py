@@ -7,9 +7,12 @@ Every result it returns says `simulated=True`.
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,7 +82,7 @@ class SimulatedExecutor:
             )
         if mode in script.fail_in:
             return ExecutionOutcome(success=False, duration_ms=latency, error=f"simulated failure in {mode.value}")
-        if mode is ExecutionMode.LIVE and self.effect_sink is not None:
+        if mode is ExecutionMode.LIVE and self.effect_sink is not None and not self.contract.read_only:
             self.effect_sink("effect", action, mode)
         return ExecutionOutcome(
             success=True,
@@ -96,6 +99,34 @@ class SimulatedExecutor:
         return ExecutionOutcome(success=True, duration_ms=0.0, output={"simulated": True, "undone": action.id})
 
 
+SIMULATED_EFFECTS = "simulated_effects.jsonl"
+
+
+class SimulatedEffectLedger:
+    """The simulated external world: one durable line per LIVE effect or compensation.
+
+    It stands in for the CRM, mailbox or database a real executor would touch, so the
+    crash tests can count how often an irreversible effect really happened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def __call__(self, kind: str, action: PlannedAction, mode: ExecutionMode) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="utf-8")
+        record = {"kind": kind, "action_id": action.id, "agent": action.agent, "tool": action.tool, "args": action.args}
+        self._fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 class ExecutorRegistry:
     """Binds each tool contract to its executor; unbound tools get a SimulatedExecutor."""
 
@@ -107,7 +138,7 @@ class ExecutorRegistry:
     ) -> None:
         self._registry = registry
         self._clock = clock
-        self._effect_sink = effect_sink
+        self.effect_sink = effect_sink
         self._bound: dict[str, ToolExecutor] = {}
         self.effects: Counter[str] = Counter()
 
@@ -118,7 +149,7 @@ class ExecutorRegistry:
     def for_tool(self, tool_name: str) -> ToolExecutor:
         executor = self._bound.get(tool_name)
         if executor is None:
-            executor = SimulatedExecutor(self._registry.get(tool_name), self._clock, self._effect_sink)
+            executor = SimulatedExecutor(self._registry.get(tool_name), self._clock, self.effect_sink)
             self._bound[tool_name] = executor
         return executor
 

@@ -29,13 +29,16 @@ from core.events import (
     RunStarted,
     SignalEmitted,
     ToolExecuted,
+    UnknownOutcomes,
 )
-from core.executors import ExecutorRegistry
+from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
+from core.journal import Journal
 from core.monitor import ExecutionMonitor
 from core.orchestrator import OrchestrationResult, ToolOrchestrator
-from core.outputs import OutputWriter
+from core.outputs import OutputWriter, write_json_atomic
 from core.plans import Phase22Validation, ToolExecutionPlan
+from core.resume import PriorRun
 
 SIMULATION_NOTE = (
     "Every tool in this run is bound to the simulated executor: MOCK, DRY_RUN and LIVE "
@@ -59,6 +62,7 @@ class Phase24ExecutionConfig(BaseModel):
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
     health_every: int = Field(default=100, ge=1)
+    durable_journal: bool = True
 
     @field_validator("approval_required_for_high_risk")
     @classmethod
@@ -74,6 +78,9 @@ class Phase24ExecutionConfig(BaseModel):
         if not 0 <= low <= high:
             raise ValueError("retry_delay_range_s must be (low, high) with 0 <= low <= high")
         return value
+
+
+RUN_RECORD = "run.json"
 
 
 def make_run_id(clock: Clock) -> str:
@@ -96,6 +103,7 @@ class Phase24Harness:
         registry: ToolContractRegistry | None = None,
         run_id: str | None = None,
         write_outputs: bool = True,
+        prior: PriorRun | None = None,
     ) -> None:
         self.config = config or Phase24ExecutionConfig()
         self.clock: Clock = clock or SystemClock()
@@ -135,6 +143,10 @@ class Phase24Harness:
         self.statuses: list[PlanFinished] = []
         self.summary: dict[str, Any] = {}
         self.storage_error: str | None = None
+        self.prior = prior
+        self.journal: Journal | None = None
+        self.effects: SimulatedEffectLedger | None = None
+        self.unknown_outcomes: list[dict[str, Any]] = []
         self._executions = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
@@ -147,6 +159,25 @@ class Phase24Harness:
         if self.writer is not None:
             self.bus.subscribe(self.writer.observe)
         self.bus.on_error = self._subscriber_failed
+
+    @classmethod
+    def from_interrupted_run(
+        cls, run_dir: Path, *, gate: ApprovalGate | None = None, clock: Clock | None = None
+    ) -> Phase24Harness:
+        """A harness that continues the interrupted run in `run_dir` (see core.resume)."""
+        from core.journal import read_events
+        from core.resume import load_run
+
+        loaded = load_run(run_dir)
+        config = Phase24ExecutionConfig.model_validate({**loaded.config, "output_dir": str(run_dir)})
+        harness = cls(config, gate=gate, clock=clock, run_id=loaded.run_id, prior=loaded.prior)
+        harness.load_phase21_plans(loaded.remaining)
+        harness.load_phase22_validations(loaded.validations)
+        for event in read_events(run_dir):
+            harness.monitor.observe(event)
+            harness.feedback_loop.observe(event)
+        harness.feedback_loop.generate_signals()  # signals already written before the crash
+        return harness
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -267,14 +298,18 @@ class Phase24Harness:
         self.controller.bind_loop(self._loop)
         if self.writer is not None:
             self.writer.open()
+            self._open_durable_state()
         start = self.clock.now()
         self.bus.emit(
             RunStarted,
-            plans_total=len(self.plans),
+            plans_total=len(self.plans) + (len(self.prior.statuses) if self.prior else 0),
             actions_total=sum(len(p.actions) for p in self.plans),
             mode_ceiling=self.controller.mode_ceiling,
             simulated=True,
+            resumed=self.prior is not None,
         )
+        if self.unknown_outcomes:
+            self.bus.emit(UnknownOutcomes, intents=self.unknown_outcomes)
         interrupted = False
         try:
             for index, plan in enumerate(self.plans):
@@ -293,9 +328,55 @@ class Phase24Harness:
             )
             self.summary = self._summary(start, interrupted or self._stopping)
             if self.writer is not None:
-                self.writer.write_summaries(self.summary, self.conflict_resolver.summary(), health)
+                conflicts = self.conflict_resolver.summary()
+                if self.prior is not None:
+                    conflicts = self.prior.merge_conflicts(conflicts)
+                self.writer.write_summaries(self.summary, conflicts, health)
                 self.writer.close()
+            self._close_durable_state()
         return self.summary
+
+    def _open_durable_state(self) -> None:
+        """Journal, persisted lock, the run record (for resume) and the simulated world."""
+        out = self.config.output_dir
+        self.effects = SimulatedEffectLedger(out / SIMULATED_EFFECTS)
+        self.executors.effect_sink = self.effects
+        if not self.config.durable_journal:
+            return
+        journal = Journal.open(out, self.run_id, clock=self.clock)
+        self.journal = journal
+        journal.attach(self.bus)
+        self.controller.ledger = journal
+        self.controller.lock_store = lambda reason: journal.set_state("locked", reason)
+        locked = journal.get_state("locked")
+        if locked:
+            self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
+        if self.prior is None:
+            write_json_atomic(out / RUN_RECORD, self._run_record())
+        else:
+            self.unknown_outcomes = journal.mark_unknown_intents()
+
+    def _close_durable_state(self) -> None:
+        if self.effects is not None:
+            self.effects.close()
+        if self.journal is not None:
+            try:
+                self.journal.commit()
+            except Exception as exc:
+                self.storage_error = self.storage_error or f"{type(exc).__name__}: {exc}"
+            finally:
+                self.journal.close()
+
+    def _run_record(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "config": self.config.model_dump(mode="json"),
+            "plans": [
+                p.model_dump(mode="json", exclude={"agent_assignments", "execution_order", "confidence_scores"})
+                for p in self.plans
+            ],
+            "validations": [v.model_dump(mode="json") for v in self.validations.values()],
+        }
 
     async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> None:
         validation = self.validation_for(plan)
@@ -364,11 +445,13 @@ class Phase24Harness:
         )
 
     def _summary(self, start: Any, interrupted: bool) -> dict[str, Any]:
-        ok = sum(s.status == "SUCCEEDED" for s in self.statuses)
-        rejected = sum(s.status == "REJECTED" for s in self.statuses)
+        statuses = [*(self.prior.statuses if self.prior else []), *self.statuses]
+        results = [*(self.prior.results if self.prior else []), *self.results]
+        ok = sum(s.status == "SUCCEEDED" for s in statuses)
+        rejected = sum(s.status == "REJECTED" for s in statuses)
         states: dict[str, int] = {}
         live = 0
-        for result in self.results:
+        for result in results:
             for r in result.tool_results:
                 states[r["final_state"]] = states.get(r["final_state"], 0) + 1
                 live += r["mode"] == "LIVE"
@@ -376,21 +459,23 @@ class Phase24Harness:
             "pipeline_id": self.run_id,
             "start_time": iso(start),
             "end_time": iso(self.clock.now()),
-            "plans_processed": len(self.statuses),
+            "plans_processed": len(statuses),
             "plans_successful": ok,
-            "plans_failed": sum(s.status == "FAILED" for s in self.statuses),
+            "plans_failed": sum(s.status == "FAILED" for s in statuses),
             "plans_rejected": rejected,
-            "plans_total": len(self.plans),
+            "plans_total": len(self.plans) + (len(self.prior.statuses) if self.prior else 0),
             "total_tools_executed": sum(
-                r.successful_executions + r.failed_executions + r.held_executions for r in self.results
+                r.successful_executions + r.failed_executions + r.held_executions for r in results
             ),
-            "total_conflicts": sum(r.conflicts_detected for r in self.results),
-            "total_rollbacks": sum(r.rollbacks_executed for r in self.results),
+            "total_conflicts": sum(r.conflicts_detected for r in results),
+            "total_rollbacks": sum(r.rollbacks_executed for r in results),
             "actions_by_final_state": dict(sorted(states.items())),
             "live_executions": live,
             "locked": self.controller.locked,
             "interrupted": interrupted,
             "storage_error": self.storage_error,
+            "resumed": self.prior is not None,
+            "unknown_outcomes": self.unknown_outcomes,
             "simulated": True,
             "simulation_note": SIMULATION_NOTE,
             "plans": [
@@ -405,6 +490,6 @@ class Phase24Harness:
                     "rollbacks": s.rollbacks,
                     **({"reason": s.reason} if s.reason else {}),
                 }
-                for s in self.statuses
+                for s in statuses
             ],
         }
