@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume in the console (UNKNOWN outcomes go to the operator)",
     )
+    resume.add_argument(
+        "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
+    )
     return parser
 
 

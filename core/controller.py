@@ -311,6 +311,7 @@ class ExecutionController:
             reason=reason,
         )
         self.audit_trail.append(TransitionRecord(ctx.plan_id, ctx.action_id, from_state, to_state, event.ts, reason))
+        crash_point("after_transition")
 
     def target_for(self, ctx: ExecutionContext) -> tuple[ExecutionMode, str]:
         """The mode this action may reach, and why it stops there."""
