@@ -352,7 +352,7 @@ class Phase24Harness:
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
         if self.prior is None:
-            write_json_atomic(out / RUN_RECORD, self._run_record())
+            write_json_atomic(out / RUN_RECORD, self._run_record(), pretty=False)
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
 

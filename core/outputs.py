@@ -54,11 +54,15 @@ REPORT_FILES = (
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, pretty: bool = True) -> None:
+    """Write JSON so a reader sees the old file or the new one, never half of one.
+
+    `pretty=False` for large files: indentation forces Python's slow pure-Python encoder.
+    """
     tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps(data, indent=2 if pretty else None, ensure_ascii=False, default=str)
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-        fh.write("\n")
+        fh.write(text + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
