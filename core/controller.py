@@ -142,6 +142,16 @@ class ExecutionContext:
     def action_hash(self, mode: ExecutionMode = ExecutionMode.LIVE) -> str:
         return canonical_action_hash(self.agent, self.tool, self.action.args, self.plan_id, mode)
 
+    def intent_key(self) -> str:
+        """The journal key of this action's LIVE intent.
+
+        Irreversible actions are keyed by their canonical hash alone, so the same effect is
+        blocked even when it comes back under another action id (also across restarts).
+        Reversible ones may legitimately repeat, so their key adds the action id.
+        """
+        digest = self.action_hash()
+        return digest if not self.contract.reversible else f"{digest}:{self.action_id}"
+
 
 @dataclass(frozen=True)
 class TransitionRecord:
@@ -236,7 +246,7 @@ class ExecutionController:
                 return False
             self._locked = True
             self._lock_reason = reason
-        self._on_core(lambda: self._announce_lock(reason, by))
+        self._on_core(lambda: self.announce_lock(reason, by))
         return True
 
     def unlock_system(self, reason: str = "operator unlock", by: str = "operator") -> bool:
@@ -265,7 +275,7 @@ class ExecutionController:
         self._locked = True
         self._lock_reason = reason
 
-    def _announce_lock(self, reason: str, by: str) -> None:
+    def announce_lock(self, reason: str, by: str) -> None:
         self.gate.cancel_pending(f"system locked: {reason}")
         if self.lock_store is not None:
             try:
@@ -411,7 +421,7 @@ class ExecutionController:
             return ctx
 
         if not ctx.contract.read_only and self.ledger is not None:
-            status = self.ledger.intent_status(ctx.action_hash())
+            status = self.ledger.intent_status(ctx.intent_key())
             if status == "DONE":
                 self.transition(
                     ctx, S.COMPLETED, "LIVE already done before a restart (journal intent DONE); not repeated"
@@ -448,7 +458,7 @@ class ExecutionController:
             crash_point("before_intent")
             try:
                 self.ledger.record_intent(
-                    action_hash,
+                    ctx.intent_key(),
                     ctx.plan_id,
                     ctx.action_id,
                     ctx.agent,
@@ -463,7 +473,7 @@ class ExecutionController:
         if effectful and self.ledger is not None:
             crash_point("after_effect")
             try:
-                self.ledger.record_outcome(action_hash, ok)
+                self.ledger.record_outcome(ctx.intent_key(), ok)
             except Phase24Error as exc:
                 self.lock_system(f"storage failure, failing closed: {exc}", "system")
             crash_point("after_outcome")

@@ -61,7 +61,7 @@ class Phase24ExecutionConfig(BaseModel):
     approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
-    health_every: int = Field(default=100, ge=1)
+    health_every: int = Field(default=25, ge=1)
     durable_journal: bool = True
 
     @field_validator("approval_required_for_high_risk")
@@ -147,12 +147,16 @@ class Phase24Harness:
         self.journal: Journal | None = None
         self.effects: SimulatedEffectLedger | None = None
         self.unknown_outcomes: list[dict[str, Any]] = []
+        # Events published before the run opens its outputs (a lock before the start):
+        # replayed into the journal and the output files once they are open.
+        self._before_start: list[Event] | None = []
         self._executions = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
         self._resume.set()
         self._resume_async: asyncio.Event | None = None
         self._stopping = False
+        self.bus.subscribe(self._hold_before_start)
         self.bus.subscribe(self.monitor.observe)
         self.bus.subscribe(self.feedback_loop.observe)
         self.bus.subscribe(self._count_executions)
@@ -176,6 +180,7 @@ class Phase24Harness:
         for event in read_events(run_dir):
             harness.monitor.observe(event)
             harness.feedback_loop.observe(event)
+            harness.bus.start_after(event.seq)
         harness.feedback_loop.generate_signals()  # signals already written before the crash
         return harness
 
@@ -262,6 +267,18 @@ class Phase24Harness:
 
     # -- subscribers ------------------------------------------------------------------
 
+    def _hold_before_start(self, event: Event) -> None:
+        if self._before_start is not None:
+            self._before_start.append(event)
+
+    def _replay_before_start(self) -> None:
+        held, self._before_start = self._before_start or [], None
+        for event in held:
+            if self.journal is not None:
+                self.journal.observe(event)
+            if self.writer is not None:
+                self.writer.observe(event)
+
     def _count_executions(self, event: Event) -> None:
         if type(event) is ToolExecuted:
             self._executions += 1
@@ -299,6 +316,7 @@ class Phase24Harness:
         if self.writer is not None:
             self.writer.open()
             self._open_durable_state()
+        self._replay_before_start()
         start = self.clock.now()
         self.bus.emit(
             RunStarted,
@@ -310,6 +328,7 @@ class Phase24Harness:
         )
         if self.unknown_outcomes:
             self.bus.emit(UnknownOutcomes, intents=self.unknown_outcomes)
+
         interrupted = False
         try:
             for index, plan in enumerate(self.plans):

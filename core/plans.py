@@ -129,7 +129,7 @@ class ToolExecutionPlan(BaseModel):
                     raise ValueError(f"action {action.id!r} depends on itself")
         cycle = _find_cycle(self.actions)
         if cycle:
-            raise ValueError(f"dependency cycle: {' -> '.join(cycle)}")
+            raise ValueError(f"dependency cycle (counting each agent's own order): {' -> '.join(cycle)}")
         if self.agents is not None:
             for action in self.actions:
                 if action.agent not in self.agents:
@@ -156,7 +156,14 @@ class ToolExecutionPlan(BaseModel):
 
 
 def _find_cycle(actions: Sequence[PlannedAction]) -> list[str]:
-    deps = {a.id: a.depends_on for a in actions}
+    """A cycle through depends_on and each agent's own order (agents run their actions in
+    plan order), which would deadlock the plan; empty when there is none."""
+    deps: dict[str, tuple[str, ...]] = {}
+    previous: dict[str, str] = {}
+    for a in actions:
+        before = previous.get(a.agent)
+        deps[a.id] = (*a.depends_on, before) if before is not None else a.depends_on
+        previous[a.agent] = a.id
     state: dict[str, int] = {}
     for root in deps:
         if state.get(root):
@@ -213,15 +220,15 @@ def _field_path(loc: Iterable[int | str]) -> str:
             continue
         else:
             out += f".{part}" if out else part
-    return out or "(top level)"
+    return out or "(plan)"
 
 
-def _errors(exc: ValidationError, prefix: str) -> list[str]:
+def _errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
-        if prefix and loc and loc[0] == prefix:
-            loc = loc[1:]
+        if prefix and tuple(loc[: len(prefix)]) == prefix:
+            loc = loc[len(prefix) :]
         message = err["msg"].removeprefix("Value error, ")
         problems.append(f"field {_field_path(loc)}: {message}")
     return problems
@@ -265,10 +272,7 @@ def parse_plans(data: Any, source: str, registry: ToolContractRegistry | None = 
     try:
         plans = _PlanFile.model_validate(data).plans
     except ValidationError as exc:
-        problems = _errors(exc, "")
-        if single:
-            problems = [p.replace("field plans[0].", "field ", 1) for p in problems]
-        raise PlanError(source, problems) from None
+        raise PlanError(source, _errors(exc, ("plans", 0) if single else ())) from None
     except RecursionError:
         raise PlanError(source, ["JSON nested too deeply"]) from None
     if registry is not None:
@@ -325,4 +329,4 @@ def load_validations(path: Path) -> list[Phase22Validation]:
     try:
         return _ValidationFile.model_validate(data).validations
     except ValidationError as exc:
-        raise PlanError(str(path), _errors(exc, "")) from None
+        raise PlanError(str(path), _errors(exc)) from None

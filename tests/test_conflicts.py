@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from core.conflicts import (
     Conflict,
@@ -357,26 +358,18 @@ def test_ordering_delay_reorders_when_plan_order_is_not_topological(
     assert applied.extra_dependencies == {"k1": {"v1"}}
 
 
-def test_ordering_in_a_plan_whose_agent_order_already_cycles(resolver: ConflictResolver) -> None:
-    # a1 -> a2 (alice's order) -> b1 (depends_on) -> b2 (bob's order) -> a1 (depends_on)
-    plan = make_plan(
-        [
-            act("v0", "carol", "vision_inspect"),
-            act("f0", "carol", "form_fill"),
-            act("a1", "alice", "math_compute", depends_on=["b2"]),
-            act("a2", "alice", "button_click"),
-            act("b1", "bob", "math_compute", depends_on=["a2"]),
-            act("b2", "bob", "math_compute"),
-        ]
-    )
-    conflicts = resolver.detect_conflicts(plan)
-    assert [(c.dependency, c.action_ids) for c in conflicts] == [
-        ("vision_inspect", ["v0", "a2"]),
-        ("form_fill", ["f0", "a2"]),
-    ]
-    resolutions, applied = resolver.resolve_conflicts(plan, conflicts)
-    assert [r.strategy for r in resolutions] == [ResolutionStrategy.DELAY] * 2
-    assert applied.extra_dependencies == {"a2": {"v0", "f0"}}
+def test_a_plan_whose_agent_order_already_cycles_is_refused_before_resolution() -> None:
+    # a1 -> a2 (alice's order) -> b1 (depends_on) -> b2 (bob's order) -> a1 (depends_on):
+    # it would deadlock, so the plan never reaches the resolver.
+    with pytest.raises(ValidationError, match=r"dependency cycle \(counting each agent's own order\)"):
+        make_plan(
+            [
+                act("a1", "alice", "math_compute", depends_on=["b2"]),
+                act("a2", "alice", "button_click"),
+                act("b1", "bob", "math_compute", depends_on=["a2"]),
+                act("b2", "bob", "math_compute"),
+            ]
+        )
 
 
 def test_ordering_waits_for_a_provider_that_is_not_aborted() -> None:
