@@ -215,6 +215,15 @@ class OperatorConsole(App[int]):
             if changes.header:
                 self.query_one(LockBanner).render_view(self.view)
                 self.refresh_bindings()
+        if changes.unknown:
+            self.notify(
+                "Outcome UNKNOWN after a crash, never retried; check the real system:\n"
+                + "\n".join(self.view.unknown_outcomes),
+                title="Unknown outcomes",
+                severity="error",
+                timeout=60,
+                markup=False,
+            )
         for request_id in changes.decided:
             modal = self.current_modal
             if modal is not None and modal.request.request_id == request_id:

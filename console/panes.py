@@ -38,6 +38,8 @@ class StatusBar(Static):
         )
         if view.plans_failed:
             text.append(f"  failed plans {view.plans_failed}", style="bold red")
+        if view.unknown_outcomes:
+            text.append(f"  UNKNOWN outcomes {len(view.unknown_outcomes)}", style="bold reverse red")
         self.update(text)
 
 

@@ -30,6 +30,7 @@ from core.events import (
     SystemLocked,
     SystemUnlocked,
     ToolExecuted,
+    UnknownOutcomes,
 )
 from core.inert import inert
 
@@ -64,6 +65,7 @@ class Changes:
     header: bool = False
     decided: list[str] = field(default_factory=list)
     dropped_lines: int = 0
+    unknown: bool = False
 
 
 @dataclass
@@ -94,6 +96,7 @@ class RunView:
     pending: OrderedDict[str, ApprovalRequested] = field(default_factory=OrderedDict)
     decisions: deque[ApprovalDecided] = field(default_factory=lambda: deque(maxlen=100))
     signals_total: int = 0
+    unknown_outcomes: list[str] = field(default_factory=list)
 
     @property
     def state_label(self) -> str:
@@ -178,6 +181,14 @@ class RunView:
             f"{inert(e.insight, 200)}  [{inert(e.recommended_action, 120)}]"
         )
 
+    def _unknown(self, e: UnknownOutcomes, c: Changes) -> None:
+        self.unknown_outcomes = [
+            inert(f"{i.get('tool')} ({i.get('plan_id')}/{i.get('action_id')}, agent {i.get('agent')})", 200)
+            for i in e.intents
+        ]
+        c.header = True
+        c.unknown = True
+
     def _run_started(self, e: RunStarted, c: Changes) -> None:
         self.run_id = e.run_id
         self.plans_total = e.plans_total
@@ -235,4 +246,5 @@ _HANDLERS: dict[type[Event], Any] = {
     SystemUnlocked: RunView._unlocked,
     RunPaused: RunView._paused,
     RunResumed: RunView._resumed,
+    UnknownOutcomes: RunView._unknown,
 }
