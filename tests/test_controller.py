@@ -686,11 +686,6 @@ def test_allowed_transitions_table_shape():
     assert S.LIVE in ALLOWED_TRANSITIONS[S.AWAITING_APPROVAL]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the journal's intent ledger is keyed by the action hash, which omits the action id: "
-    "a second identical reversible action in a fresh run is skipped as 'LIVE already done before a restart'",
-)
 def test_identical_actions_each_run_live(make_harness):
     actions = [act("one", tool="math_compute", confidence=0.9), act("two", tool="math_compute", confidence=0.9)]
     h = make_harness([plan(actions)])
@@ -700,11 +695,6 @@ def test_identical_actions_each_run_live(make_harness):
     assert results_by_id(h)["two"]["mode"] == "LIVE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lock issued before run_pipeline() is emitted while the OutputWriter is closed, "
-    "so operator_decisions.jsonl never records it (core/outputs.py OutputWriter.observe drops events)",
-)
 def test_lock_before_run_is_recorded_in_operator_decisions(make_harness):
     h = make_harness([plan([act("a", tool="math_compute", confidence=0.95)])])
     h.lock("locked before start")

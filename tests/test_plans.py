@@ -101,6 +101,17 @@ def test_dependency_cycle(tmp_path):
     assert "a -> b -> a" in str(err) or "b -> a -> b" in str(err)
 
 
+def test_cycle_through_agent_order_is_refused(tmp_path):
+    """An agent runs its actions in plan order, so depending on its own later action deadlocks."""
+    path = write(tmp_path, "order.json", single(act("a", depends_on=["b"]), act("b")))
+    err = plan_error([path])
+    assert str(path) in str(err)
+    assert "dependency cycle" in str(err)
+    # the same dependency across two agents is fine
+    ok = write(tmp_path, "ok.json", single(act("a", agent="x", depends_on=["b"]), act("b", agent="y")))
+    assert [a.id for a in load_plans([ok])[0].actions] == ["a", "b"]
+
+
 def test_self_dependency(tmp_path):
     path = write(tmp_path, "self.json", single(act("a", depends_on=["a"])))
     assert "depends on itself" in str(plan_error([path]))
@@ -115,8 +126,8 @@ def test_duplicate_action_ids(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: plan-level errors of a single-plan file cite a nonexistent field 'plans[0]' "
-    "(core/plans.py parse_plans only rewrites 'field plans[0].' with a trailing dot)",
+    reason="BUG: plan-level errors (unknown dependency, duplicate id) name no field path, only "
+    "'field (plan)' (core/plans.py ToolExecutionPlan._consistent raises a model-level ValueError)",
 )
 @pytest.mark.parametrize(
     ("content", "field"),
