@@ -121,6 +121,7 @@ class ExecutionContext:
     approval: dict[str, Any] | None = None
     reason: str = ""
     failure: str | None = None
+    locked_out: bool = False
 
     @property
     def action_id(self) -> str:
@@ -377,6 +378,7 @@ class ExecutionController:
                     await self.bus.clock.sleep(delay)
                     if mode is not ExecutionMode.MOCK and self._locked:
                         ctx.failure = "system locked while waiting to retry"
+                        ctx.locked_out = True
                         return False
                     continue
             ctx.failure = outcome.error or "execution failed"
@@ -404,7 +406,11 @@ class ExecutionController:
 
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
         if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
-            self.transition(ctx, S.ROLLBACK, f"DRY_RUN execution failed: {ctx.failure}")
+            if ctx.locked_out:
+                # Not a failure: the lock arrived while a timed-out DRY_RUN waited to retry.
+                self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            else:
+                self.transition(ctx, S.ROLLBACK, f"DRY_RUN execution failed: {ctx.failure}")
             return ctx
         if self._locked:
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")

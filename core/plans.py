@@ -114,26 +114,32 @@ class ToolExecutionPlan(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ToolExecutionPlan:
+        # Messages starting with "@path: " name the field; the loader turns them into
+        # "field actions[3].depends_on: ..." under the plan's own location.
         if not self.actions:
-            raise ValueError("a plan needs at least one action (actions or execution_order)")
+            raise ValueError("@actions: a plan needs at least one action (actions or execution_order)")
         ids: set[str] = set()
-        for action in self.actions:
+        for i, action in enumerate(self.actions):
             if action.id in ids:
-                raise ValueError(f"action id {action.id!r} is used twice")
+                raise ValueError(f"@actions[{i}].id: action id {action.id!r} is used twice")
             ids.add(action.id)
-        for action in self.actions:
+        for i, action in enumerate(self.actions):
             for dep in action.depends_on:
                 if dep not in ids:
-                    raise ValueError(f"action {action.id!r} depends on unknown action {dep!r}")
+                    raise ValueError(
+                        f"@actions[{i}].depends_on: action {action.id!r} depends on unknown action {dep!r}"
+                    )
                 if dep == action.id:
-                    raise ValueError(f"action {action.id!r} depends on itself")
+                    raise ValueError(f"@actions[{i}].depends_on: action {action.id!r} depends on itself")
         cycle = _find_cycle(self.actions)
         if cycle:
-            raise ValueError(f"dependency cycle (counting each agent's own order): {' -> '.join(cycle)}")
+            raise ValueError(f"@actions: dependency cycle (counting each agent's own order): {' -> '.join(cycle)}")
         if self.agents is not None:
-            for action in self.actions:
+            for i, action in enumerate(self.actions):
                 if action.agent not in self.agents:
-                    raise ValueError(f"action {action.id!r} names agent {action.agent!r}, not declared in agents")
+                    raise ValueError(
+                        f"@actions[{i}].agent: action {action.id!r} names agent {action.agent!r}, not declared in agents"
+                    )
         if not self.execution_order:
             assignments: dict[str, list[str]] = {}
             for action in self.actions:
@@ -230,7 +236,11 @@ def _errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[st
         if prefix and tuple(loc[: len(prefix)]) == prefix:
             loc = loc[len(prefix) :]
         message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"field {_field_path(loc)}: {message}")
+        path = _field_path(loc)
+        if message.startswith("@") and ": " in message:
+            inner, message = message[1:].split(": ", 1)
+            path = inner if path == "(plan)" else f"{path}.{inner}"
+        problems.append(f"field {path}: {message}")
     return problems
 
 

@@ -124,11 +124,6 @@ def test_duplicate_action_ids(tmp_path):
     assert "'a' is used twice" in str(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan-level errors (unknown dependency, duplicate id) name no field path, only "
-    "'field (plan)' (core/plans.py ToolExecutionPlan._consistent raises a model-level ValueError)",
-)
 @pytest.mark.parametrize(
     ("content", "field"),
     [
