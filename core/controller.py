@@ -96,7 +96,7 @@ def live_threshold(risk: RiskLevel, live_floor: float | None = None) -> float:
     return live if live_floor is None else max(live, live_floor)
 
 
-@dataclass
+@dataclass(slots=True)
 class ModeRun:
     mode: ExecutionMode
     success: bool
@@ -137,8 +137,11 @@ class ExecutionContext:
 
     @property
     def highest_mode(self) -> ExecutionMode | None:
-        done = [r.mode for r in self.runs if r.success]
-        return max(done, key=lambda m: m.rank) if done else None
+        # Modes run in order, so the last successful run is the highest.
+        for run in reversed(self.runs):
+            if run.success:
+                return run.mode
+        return None
 
     def action_hash(self, mode: ExecutionMode = ExecutionMode.LIVE) -> str:
         return canonical_action_hash(self.agent, self.tool, self.action.args, self.plan_id, mode)

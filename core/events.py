@@ -229,6 +229,20 @@ AnyEvent = Annotated[
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
+_last_json: list[Any] = [None, ""]
+
+
+def event_json(event: Event) -> str:
+    """The event's JSON, serialised once however many subscribers need it (the journal and
+    the output writer ask for the same event one after the other)."""
+    if _last_json[0] is event:
+        return str(_last_json[1])
+    body = event.model_dump_json()
+    _last_json[0] = event
+    _last_json[1] = body
+    return body
+
+
 E = TypeVar("E", bound=Event)
 Subscriber = Callable[[Event], None]
 Barrier = Callable[[], Awaitable[None]]

@@ -11,22 +11,22 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
-
-from pydantic import BaseModel, ConfigDict
 
 from core.clock import Clock
 from core.contracts import ExecutionMode, ToolContract, ToolContractRegistry
 from core.plans import PlannedAction
 
 
-class ExecutionOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """What one execution of a tool returned (a plain dataclass: it is made per execution)."""
 
     success: bool
     duration_ms: float
-    output: dict[str, Any] = {}
+    output: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     timed_out: bool = False
     simulated: bool = True

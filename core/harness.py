@@ -150,6 +150,7 @@ class Phase24Harness:
         # Events published before the run opens its outputs (a lock before the start):
         # replayed into the journal and the output files once they are open.
         self._before_start: list[Event] | None = []
+        self._detach_journal: Callable[[], None] = lambda: None
         self._executions = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
@@ -364,7 +365,7 @@ class Phase24Harness:
             return
         journal = Journal.open(out, self.run_id, clock=self.clock)
         self.journal = journal
-        journal.attach(self.bus)
+        self._detach_journal = journal.attach(self.bus)
         self.controller.ledger = journal
         self.controller.lock_store = lambda reason: journal.set_state("locked", reason)
         locked = journal.get_state("locked")
@@ -384,7 +385,11 @@ class Phase24Harness:
             except Exception as exc:
                 self.storage_error = self.storage_error or f"{type(exc).__name__}: {exc}"
             finally:
+                self._detach_journal()
                 self.journal.close()
+                # The run is over: a later lock or unlock changes nothing that could resume.
+                self.controller.ledger = None
+                self.controller.lock_store = None
 
     def _run_record(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,7 @@ from core.events import (
     StateTransition,
     SystemLocked,
     SystemUnlocked,
+    event_json,
 )
 
 TOOL_EXECUTION_LOG = "tool_execution_log.jsonl"
@@ -89,20 +90,13 @@ class OutputWriter:
         if not self._files:
             return
         if type(event) is StateTransition:
-            self._line(
-                STATE_TRANSITIONS,
-                {
-                    "from_state": event.from_state,
-                    "to_state": event.to_state,
-                    "timestamp": iso(event.ts),
-                    "reason": event.reason,
-                    "seq": event.seq,
-                    "plan_id": event.plan_id,
-                    "action_id": event.action_id,
-                    "agent": event.agent,
-                    "tool": event.tool,
-                },
-            )
+            # The event's own JSON (shared with the journal) with the schema's "timestamp" in
+            # front: from_state, to_state and reason are already fields of the event.
+            body = event_json(event)
+            start = body.index('"ts":') + 5
+            stamp = body[start : body.index(",", start)]
+            self._files[STATE_TRANSITIONS].write('{"timestamp":' + stamp + "," + body[1:] + "\n")
+            self.lines_written[STATE_TRANSITIONS] += 1
         elif isinstance(event, RollbackPerformed):
             self._line(
                 ROLLBACK_EVENTS,

@@ -138,7 +138,8 @@ class ToolExecutionPlan(BaseModel):
             for i, action in enumerate(self.actions):
                 if action.agent not in self.agents:
                     raise ValueError(
-                        f"@actions[{i}].agent: action {action.id!r} names agent {action.agent!r}, not declared in agents"
+                        f"@actions[{i}].agent: action {action.id!r} names agent {action.agent!r},"
+                        " not declared in agents"
                     )
         if not self.execution_order:
             assignments: dict[str, list[str]] = {}
