@@ -139,7 +139,7 @@ class HealthPane(Pane):
         metrics = Text()
         names = list(view.metrics)
         for i, name in enumerate(names):
-            metrics.append(f"{name:<21}{view.metrics[name]:>9}")
+            metrics.append(f"{name:<20}{view.metrics[name]:>8}")
             metrics.append("\n" if i % 2 else "   ")
         self.query_one("#health-metrics", Static).update(metrics)
         anomalies = Text()

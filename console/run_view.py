@@ -125,8 +125,8 @@ class RunView:
     def _transition(self, e: StateTransition, c: Changes) -> None:
         self.transitions += 1
         c.transitions.append(
-            f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} "
-            f"{e.from_state:>17} -> {e.to_state:<17} {inert(e.reason, 300)}"
+            f"{hms(e.ts)} {inert(e.agent, 24):<11} {inert(e.tool, 24):<20} "
+            f"{e.from_state + '->' + e.to_state:<28} {inert(e.reason, 300)}"
         )
 
     def _tool(self, e: ToolExecuted, c: Changes) -> None:

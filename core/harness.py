@@ -18,11 +18,13 @@ from core.conflicts import ConflictResolver
 from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
 from core.controller import ExecutionController
 from core.events import (
+    ApprovalDecided,
     Event,
     EventBus,
     HealthUpdated,
     PlanFinished,
     PlanStarted,
+    RollbackPerformed,
     RunFinished,
     RunPaused,
     RunResumed,
@@ -281,10 +283,14 @@ class Phase24Harness:
                 self.writer.observe(event)
 
     def _count_executions(self, event: Event) -> None:
-        if type(event) is ToolExecuted:
+        """Publish health every `health_every` executions and after each decision or rollback."""
+        kind = type(event)
+        if kind is ToolExecuted:
             self._executions += 1
             if self._executions % self.config.health_every == 0:
                 self._emit_health()
+        elif kind is ApprovalDecided or kind is RollbackPerformed:
+            self._emit_health()
 
     def _subscriber_failed(self, subscriber: Callable[[Event], None], exc: BaseException) -> None:
         """Storage failed: fail closed. Lock once, say why, keep running MOCK only."""
