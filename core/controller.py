@@ -219,6 +219,7 @@ class ExecutionController:
         self.audit_trail: deque[TransitionRecord] = deque(maxlen=audit_limit)
         self.ledger = ledger
         self.lock_store = lock_store
+        self.on_storage_failure: Callable[[str], None] | None = None
         self.live_escalations = 0
         self._locked = False
         self._lock_reason = ""
@@ -408,6 +409,9 @@ class ExecutionController:
             return ctx
 
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
+        if self._locked:
+            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            return ctx
         if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
             if ctx.locked_out:
                 # Not a failure: the lock arrived while a timed-out DRY_RUN waited to retry.
@@ -478,13 +482,18 @@ class ExecutionController:
                 return self._storage_failed(ctx, exc)
             crash_point("after_intent")
         self.transition(ctx, S.LIVE, "approval granted" if ctx.approval else f"{why}; no approval required")
+        if self._locked:
+            # Publishing the escalation can itself fail closed (a storage error locks): the
+            # LIVE run does not start, and its recorded intent is settled as not done.
+            if effectful:
+                self._settle_intent(ctx, ok=False)
+            reason = f"not run: system locked before the LIVE run started ({self._lock_reason})"
+            self.transition(ctx, S.ABORTED, reason)
+            return ctx
         ok = await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry)
         if effectful and self.ledger is not None:
             crash_point("after_effect")
-            try:
-                self.ledger.record_outcome(ctx.intent_key(), ok)
-            except Phase24Error as exc:
-                self.lock_system(f"storage failure, failing closed: {exc}", "system")
+            self._settle_intent(ctx, ok)
             crash_point("after_outcome")
         if not ok:
             self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")
@@ -492,9 +501,24 @@ class ExecutionController:
         self.transition(ctx, S.COMPLETED, "LIVE succeeded")
         return ctx
 
-    def _storage_failed(self, ctx: ExecutionContext, exc: Exception) -> ExecutionContext:
+    def _settle_intent(self, ctx: ExecutionContext, ok: bool) -> None:
+        """Record the outcome of a recorded intent; a failure to record it fails closed."""
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.record_outcome(ctx.intent_key(), ok)
+        except Phase24Error as exc:
+            self._fail_closed(exc)
+
+    def _fail_closed(self, exc: Exception) -> None:
+        if self.on_storage_failure is not None:
+            self.on_storage_failure(f"{type(exc).__name__}: {exc}")
         self.lock_system(f"storage failure, failing closed: {exc}", "system")
-        self.transition(ctx, S.LOCKED, f"not run: the journal could not be written ({exc})")
+
+    def _storage_failed(self, ctx: ExecutionContext, exc: Exception) -> ExecutionContext:
+        self._fail_closed(exc)
+        held = S.LOCKED if S.LOCKED in ALLOWED_TRANSITIONS[ctx.state] else S.ABORTED
+        self.transition(ctx, held, f"not run: the journal could not be written ({exc})")
         return ctx
 
     # -- approvals --------------------------------------------------------------------
@@ -561,7 +585,11 @@ class ExecutionController:
             reason=decision.reason,
             action_hash=request.action_hash,
         )
-        await self.bus.barrier()
+        try:
+            await self.bus.barrier()
+        except Phase24Error as exc:
+            self._fail_closed(exc)
+            return deny(request, "system", f"the decision could not be recorded ({exc})")
         return decision
 
     def check_decision(

@@ -111,7 +111,7 @@ class SimulatedEffectLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh: IO[str] | None = None
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8")
 
     def __call__(self, kind: str, action: PlannedAction, mode: ExecutionMode) -> None:
         if self._fh is None:

@@ -166,6 +166,7 @@ class Phase24Harness:
         if self.writer is not None:
             self.bus.subscribe(self.writer.observe)
         self.bus.on_error = self._subscriber_failed
+        self.controller.on_storage_failure = self._storage_failed
 
     @classmethod
     def from_interrupted_run(
@@ -178,6 +179,8 @@ class Phase24Harness:
         loaded = load_run(run_dir)
         config = Phase24ExecutionConfig.model_validate({**loaded.config, "output_dir": str(run_dir)})
         harness = cls(config, gate=gate, clock=clock, run_id=loaded.run_id, prior=loaded.prior)
+        if loaded.locked:
+            harness.controller.restore_lock(f"{loaded.locked} (lock survived a restart; unlock to continue)")
         harness.load_phase21_plans(loaded.remaining)
         harness.load_phase22_validations(loaded.validations)
         for event in read_events(run_dir):
@@ -295,8 +298,12 @@ class Phase24Harness:
     def _subscriber_failed(self, subscriber: Callable[[Event], None], exc: BaseException) -> None:
         """Storage failed: fail closed. Lock once, say why, keep running MOCK only."""
         if self.storage_error is None:
-            self.storage_error = f"{type(exc).__name__}: {exc}"
+            self._storage_failed(f"{type(exc).__name__}: {exc}")
             self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+
+    def _storage_failed(self, error: str) -> None:
+        if self.storage_error is None:
+            self.storage_error = error
 
     def _emit_health(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = self.monitor.snapshot()

@@ -82,8 +82,9 @@ class OutputWriter:
         for name in JSONL_FILES:
             self._files[name] = open(self.out_dir / name, "a", encoding="utf-8", buffering=1 << 16)
 
-    def _line(self, name: str, record: dict[str, Any]) -> None:
-        self._files[name].write(_dumps(record) + "\n")
+    def _line(self, name: str, record: dict[str, Any] | str) -> None:
+        """Append one line: a record to encode, or a line already encoded."""
+        self._files[name].write((record if isinstance(record, str) else _dumps(record)) + "\n")
         self.lines_written[name] += 1
 
     def observe(self, event: Event) -> None:
@@ -95,8 +96,7 @@ class OutputWriter:
             body = event_json(event)
             start = body.index('"ts":') + 5
             stamp = body[start : body.index(",", start)]
-            self._files[STATE_TRANSITIONS].write('{"timestamp":' + stamp + "," + body[1:] + "\n")
-            self.lines_written[STATE_TRANSITIONS] += 1
+            self._line(STATE_TRANSITIONS, '{"timestamp":' + stamp + "," + body[1:])
         elif isinstance(event, RollbackPerformed):
             self._line(
                 ROLLBACK_EVENTS,

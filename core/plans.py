@@ -269,6 +269,8 @@ def _read_json(path: Path) -> Any:
         raise PlanError(str(path), [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
     except RecursionError:
         raise PlanError(str(path), ["JSON nested too deeply"]) from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python allows
+        raise PlanError(str(path), [f"not usable JSON: {exc}"]) from None
 
 
 def parse_plans(data: Any, source: str, registry: ToolContractRegistry | None = None) -> list[ToolExecutionPlan]:

@@ -8,6 +8,7 @@ journal's intents first (DONE is not repeated, PENDING/UNKNOWN is never retried)
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from core.errors import JournalError
 from core.events import ConflictDetected, ConflictResolved, PlanFinished
-from core.journal import read_events, verify_journal
+from core.journal import JOURNAL_FILE, read_events, verify_journal
 from core.jsonl import read_jsonl, repair_torn_tail
 from core.orchestrator import OrchestrationResult
 from core.outputs import JSONL_FILES, TOOL_EXECUTION_LOG
@@ -54,6 +55,7 @@ class ResumeInput:
     validations: list[dict[str, Any]]
     remaining: list[ToolExecutionPlan]
     prior: PriorRun
+    locked: str = ""
 
 
 def load_run(run_dir: Path) -> ResumeInput:
@@ -128,4 +130,18 @@ def load_run(run_dir: Path) -> ResumeInput:
                 seen.add(plan_id)
                 prior.results.append(OrchestrationResult.model_validate(line["result"]))
     remaining = [p for p in plans if p.plan_id not in finished]
-    return ResumeInput(run_id, config, validations, remaining, prior)
+    return ResumeInput(run_id, config, validations, remaining, prior, _persisted_lock(run_dir))
+
+
+def _persisted_lock(run_dir: Path) -> str:
+    """The lock reason the journal holds ("" when unlocked), read without opening it for writing."""
+    path = run_dir / JOURNAL_FILE
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM state WHERE key = 'locked'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot read the lock state: {exc}") from None
+    return str(row[0]) if row else ""

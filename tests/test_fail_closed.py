@@ -9,6 +9,7 @@ failure", nothing goes LIVE after the failure, and a failed commit is never retr
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
 from collections.abc import Callable
@@ -149,22 +150,7 @@ def install_broken_disk(monkeypatch: pytest.MonkeyPatch, fail_at: int, on_fail: 
 @pytest.mark.parametrize(
     ("fail_at", "where"),
     [
-        pytest.param(
-            1,
-            "barrier after the first approval",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=JournalError,
-                reason=(
-                    "BUG: core/controller.py _await_approval ends with an unguarded `await self.bus.barrier()` "
-                    "(line 561); when the journal's commit fails there (disk full) the JournalError escapes "
-                    "run_action, the orchestrator's gather and Phase24Harness.run_pipeline: the run crashes with "
-                    "the action stuck in AWAITING_APPROVAL instead of failing closed (lock + LOCKED). Fix: wrap it "
-                    "like _go_live does: `except Phase24Error as exc: self.lock_system(f'storage failure, failing "
-                    "closed: {exc}', 'system'); return deny(request, 'system', ...)`."
-                ),
-            ),
-        ),
+        (1, "barrier after the first approval"),
         (2, "recording the first intent"),
         (3, "recording the first outcome"),
         (5, "recording the second intent"),
@@ -234,17 +220,6 @@ def test_failed_journal_refuses_every_write_without_touching_sqlite(
     assert disk.after_failure == before == ["ROLLBACK"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a ledger error caught by ExecutionController._storage_failed (core/controller.py, record_intent/"
-        "barrier) or by the record_outcome except-branch of _go_live only locks the system; "
-        "Phase24Harness.storage_error is set only by Phase24Harness._subscriber_failed (bus subscribers), so "
-        "when the journal raises without marking itself failed (e.g. DuplicateIntent or any JournalError from "
-        "record_intent) the summary says storage_error=None although the run locked for 'storage failure'. "
-        "Fix: give the controller an on_storage_failure hook that the harness wires to set storage_error."
-    ),
-)
 def test_record_intent_error_is_named_in_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = Journal.record_intent
     calls = {"n": 0}
@@ -335,26 +310,14 @@ def test_output_writer_enospc_everywhere_still_fails_closed(tmp_path: Path, monk
     assert set(final_states(events).values()) == {"LOCKED"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: core/controller.py _go_live checks the lock before record_intent and then publishes the "
-        "DRY_RUN->LIVE StateTransition and calls _run_mode(LIVE) without checking again; when publishing "
-        "that transition fails in a subscriber (OutputWriter ENOSPC) the harness locks the system "
-        "(SystemLocked is published) and the LIVE run still starts, an irreversible effect after the lock. "
-        "The same gap lets DRY_RUN start after a lock raised while publishing MOCK->DRY_RUN. Fix: re-check "
-        "self._locked right after each transition into DRY_RUN/LIVE and stop there (DRY_RUN->LOCKED; for LIVE "
-        "move the lock check after the transition is published, before the intent, or abort LIVE->ABORTED and "
-        "record the intent as FAILED)."
-    ),
-)
 def test_storage_failure_publishing_the_live_transition_stops_the_live_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = OutputWriter._line
 
-    def line(self: OutputWriter, name: str, record: dict[str, Any]) -> None:
-        if record.get("to_state") == "LIVE":
+    def line(self: OutputWriter, name: str, record: dict[str, Any] | str) -> None:
+        # Transition lines arrive pre-encoded (the event's own JSON).
+        if (json.loads(record) if isinstance(record, str) else record).get("to_state") == "LIVE":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         original(self, name, record)
 
@@ -561,16 +524,6 @@ def test_lock_survives_restart_until_unlock(tmp_path: Path) -> None:
     assert kinds.count("system_locked") == 1 and kinds.count("system_unlocked") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Phase24Harness.from_interrupted_run (core/harness.py) does not restore the persisted lock; "
-        "only _open_durable_state does, inside run_pipeline. Between construction and the run "
-        "controller.locked is False (the console's lock/unlock bindings read it), and an operator "
-        "unlock() in that window returns False and is lost. Fix: in from_interrupted_run read "
-        "state 'locked' from the journal (read-only) and call harness.controller.restore_lock(...)."
-    ),
-)
 def test_resumed_harness_is_locked_before_its_run_starts(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = make_harness(out)

@@ -324,14 +324,6 @@ HUGE_INT_PLAN = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: core/plans.py _read_json only catches json.JSONDecodeError and RecursionError around "
-        "json.loads; an integer literal over Python's 4300-digit limit raises a plain ValueError "
-        "that escapes load_plan_file (fix: also catch ValueError there and raise PlanError)"
-    ),
-)
 def test_integer_literal_over_4300_digits_is_a_plan_error(tmp_path: Path) -> None:
     outcome = check_load(tmp_path / "bigint.json", HUGE_INT_PLAN)
     assert isinstance(outcome, PlanError)
@@ -393,13 +385,6 @@ def test_cli_huge_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     assert str(MAX_PLAN_BYTES + 1) in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the ValueError from core/plans.py _read_json (integer literal over 4300 digits) is not a "
-        "Phase24Error, so console/cli.py main() lets it escape as a traceback instead of exit 2"
-    ),
-)
 def test_cli_huge_integer_literal_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bigint.json"
     path.write_bytes(HUGE_INT_PLAN)
