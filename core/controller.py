@@ -223,6 +223,7 @@ class ExecutionController:
         self.live_escalations = 0
         self._locked = False
         self._lock_reason = ""
+        self._unannounced: tuple[str, str] | None = None
         self._used_approvals: set[str] = set()
         self._request_counter = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,8 +252,27 @@ class ExecutionController:
                 return False
             self._locked = True
             self._lock_reason = reason
-        self._on_core(lambda: self.announce_lock(reason, by))
+            self._unannounced = (reason, by)
+        self._on_core(self._announce_pending)
         return True
+
+    def _announce_pending(self) -> None:
+        """Publish a lock taken on another thread, once, on the core's thread.
+
+        Called by the scheduled callback and by every lock check, whichever comes first, so
+        the SystemLocked event always precedes the transitions the lock causes.
+        """
+        with self._thread_lock:
+            pending, self._unannounced = self._unannounced, None
+        if pending is not None:
+            self.announce_lock(*pending)
+
+    def _lock_seen(self) -> bool:
+        if self._locked:
+            if self._unannounced is not None:
+                self._announce_pending()
+            return True
+        return False
 
     def unlock_system(self, reason: str = "operator unlock", by: str = "operator") -> bool:
         """Unlock after the unlock is durably recorded (the unsafe direction waits for storage)."""
@@ -262,6 +282,7 @@ class ExecutionController:
         return True
 
     def _apply_unlock(self, reason: str, by: str) -> None:
+        self._announce_pending()
         if not self._locked:
             return
         if self.lock_store is not None:
@@ -380,7 +401,7 @@ class ExecutionController:
                 if delay is not None:
                     attempt += 1
                     await self.bus.clock.sleep(delay)
-                    if mode is not ExecutionMode.MOCK and self._locked:
+                    if mode is not ExecutionMode.MOCK and self._lock_seen():
                         ctx.failure = "system locked while waiting to retry"
                         ctx.locked_out = True
                         return False
@@ -401,7 +422,7 @@ class ExecutionController:
             return ctx
         target, why = self.target_for(ctx)
         ctx.target_mode = target
-        if self._locked:
+        if self._lock_seen():
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
         if target is ExecutionMode.MOCK:
@@ -409,7 +430,7 @@ class ExecutionController:
             return ctx
 
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
-        if self._locked:
+        if self._lock_seen():
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
         if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
@@ -419,7 +440,7 @@ class ExecutionController:
             else:
                 self.transition(ctx, S.ROLLBACK, f"DRY_RUN execution failed: {ctx.failure}")
             return ctx
-        if self._locked:
+        if self._lock_seen():
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
         if target is ExecutionMode.DRY_RUN:
@@ -463,7 +484,7 @@ class ExecutionController:
             await self.bus.barrier()
         except Phase24Error as exc:
             return self._storage_failed(ctx, exc)
-        if self._locked:
+        if self._lock_seen():
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
         self.live_escalations += 1
@@ -482,7 +503,7 @@ class ExecutionController:
                 return self._storage_failed(ctx, exc)
             crash_point("after_intent")
         self.transition(ctx, S.LIVE, "approval granted" if ctx.approval else f"{why}; no approval required")
-        if self._locked:
+        if self._lock_seen():
             # Publishing the escalation can itself fail closed (a storage error locks): the
             # LIVE run does not start, and its recorded intent is settled as not done.
             if effectful:
@@ -559,7 +580,7 @@ class ExecutionController:
             timeout_s=request.timeout_s,
             expires_at=request.expires_at,
         )
-        if self._locked:
+        if self._lock_seen():
             decision = deny(request, "lock", f"system locked: {self._lock_reason}")
         else:
             try:
@@ -607,7 +628,7 @@ class ExecutionController:
             problem = "approval was already used"
         elif self.bus.clock.now() > request.expires_at:
             problem = "approval arrived after it expired"
-        elif self._locked:
+        elif self._lock_seen():
             problem = f"system locked: {self._lock_reason}"
         if problem is not None:
             return deny(request, decision.decided_by, f"refused: {problem}")

@@ -157,7 +157,6 @@ class Phase24Harness:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
         self._resume.set()
-        self._resume_async: asyncio.Event | None = None
         self._stopping = False
         self.bus.subscribe(self._hold_before_start)
         self.bus.subscribe(self.monitor.observe)
@@ -240,16 +239,9 @@ class Phase24Harness:
         self._on_core(lambda: self._wake_and_cancel(reason))
 
     def _wake_and_cancel(self, reason: str) -> None:
-        if self._resume_async is not None:
-            self._resume_async.set()
         self.gate.cancel_pending(reason)
 
     def _set_paused(self, paused: bool, by: str) -> None:
-        if self._resume_async is not None:
-            if paused:
-                self._resume_async.clear()
-            else:
-                self._resume_async.set()
         self.bus.emit(RunPaused if paused else RunResumed, by=by)
 
     def _on_core(self, fn: Callable[[], None]) -> None:
@@ -267,8 +259,10 @@ class Phase24Harness:
             loop.call_soon_threadsafe(fn)
 
     async def _pause_gate(self) -> str | None:
-        if self._resume_async is not None and not self._resume_async.is_set():
-            await self._resume_async.wait()
+        # The flag flips on the operator's thread; the RunPaused event is published by a
+        # callback on this loop, which runs at the first sleep below.
+        while not self._resume.is_set():
+            await asyncio.sleep(0.02)  # waiting for a human: real time, not the run's clock
         return "run stopped by the operator" if self._stopping else None
 
     # -- subscribers ------------------------------------------------------------------
@@ -323,9 +317,6 @@ class Phase24Harness:
 
     async def run_pipeline(self) -> dict[str, Any]:
         self._loop = asyncio.get_running_loop()
-        self._resume_async = asyncio.Event()
-        if self._resume.is_set():
-            self._resume_async.set()
         self.controller.bind_loop(self._loop)
         if self.writer is not None:
             self.writer.open()

@@ -45,6 +45,8 @@ class _Rollback:
     entries: list[ExecutionContext] = field(default_factory=list)
 
 
+YIELD_EVERY = 8
+
 PauseGate = Callable[[], Awaitable[str | None]]
 """Waits while the run is paused; returns a reason when the action must not start."""
 
@@ -161,7 +163,7 @@ class _PlanRun:
 
     async def _agent(self, agent: str, actions: list[PlannedAction]) -> None:
         history = self.o.agent_history.setdefault(agent, [])
-        for action in actions:
+        for index, action in enumerate(actions):
             ctx = ExecutionContext(
                 plan_id=self.plan.plan_id,
                 action=action,
@@ -174,6 +176,11 @@ class _PlanRun:
                 await self._one(ctx)
             finally:
                 self.done[action.id].set()
+            # Yield every few actions (an action that does not wait never yields): other
+            # agents, and the operator's pause/stop/unlock and approval answers (callbacks
+            # from the console's thread), get their turn within about a millisecond.
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             if len(history) < 10_000:
                 history.append(action.id)
 
