@@ -63,7 +63,7 @@ ALLOWED_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     S.MOCK: frozenset({S.DRY_RUN, S.COMPLETED, S.LOCKED, S.ROLLBACK, S.ABORTED}),
     S.DRY_RUN: frozenset({S.AWAITING_APPROVAL, S.LIVE, S.COMPLETED, S.LOCKED, S.ROLLBACK, S.ABORTED}),
     S.AWAITING_APPROVAL: frozenset({S.LIVE, S.LOCKED, S.ABORTED}),
-    S.LIVE: frozenset({S.COMPLETED, S.ROLLBACK, S.ABORTED}),
+    S.LIVE: frozenset({S.COMPLETED, S.ROLLBACK, S.LOCKED, S.ABORTED}),
     S.ROLLBACK: frozenset({S.ABORTED}),
     S.LOCKED: frozenset(),
     S.ABORTED: frozenset(),
@@ -508,8 +508,7 @@ class ExecutionController:
             # LIVE run does not start, and its recorded intent is settled as not done.
             if effectful:
                 self._settle_intent(ctx, ok=False)
-            reason = f"not run: system locked before the LIVE run started ({self._lock_reason})"
-            self.transition(ctx, S.ABORTED, reason)
+            self.transition(ctx, S.LOCKED, f"not run: system locked before the LIVE run started ({self._lock_reason})")
             return ctx
         ok = await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry)
         if effectful and self.ledger is not None:
