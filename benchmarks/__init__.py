@@ -1,0 +1,113 @@
+"""Benchmarks: measure the core and the console against the project's performance bars.
+
+Each module is importable (`run(quick=False) -> dict`) and runnable
+(`python -m benchmarks.<name>`), printing its figures as one JSON line and then a table.
+`python -m benchmarks` runs them all and writes `benchmarks/results.md`.
+
+Nothing here changes the project: the benchmarks only wrap methods on their own instances
+(or, in their own subprocess, on a class) to take timestamps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (VmRSS from /proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def generator() -> ModuleType:
+    """scripts/generate_large_plan.py, imported by path (scripts/ is not a package)."""
+    path = ROOT / "scripts" / "generate_large_plan.py"
+    spec = importlib.util.spec_from_file_location("generate_large_plan", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
+    return ordered[k]
+
+
+def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run `python -m <module> --child ...` in a fresh process; return its JSON line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [PYTHON, "-m", module, "--child", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise RuntimeError(f"{module} {' '.join(args)} printed no JSON line:\n{proc.stdout[-2000:]}")
+
+
+def bar(benchmark: str, figure: str, value: str, target: str, met: bool | None) -> dict[str, Any]:
+    """One row of the results table (met=None: reported, no bar)."""
+    return {"benchmark": benchmark, "figure": figure, "value": value, "bar": target, "met": met}
+
+
+def met_text(met: bool | None) -> str:
+    return "—" if met is None else ("yes" if met else "**NO**")
+
+
+def table(rows: Iterable[Sequence[object]], header: Sequence[str]) -> str:
+    """A plain-text table (also valid Markdown)."""
+    cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (other sessions share this machine)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(result: dict[str, Any]) -> None:
+    """Print a benchmark's result: one JSON line, then its bars as a table."""
+    result.setdefault("loadavg_at_end", loadavg())
+    print(json.dumps(result, default=str, separators=(",", ":")))
+    rows = [(b["figure"], b["value"], b["bar"], met_text(b["met"]).replace("*", "")) for b in result.get("bars", [])]
+    if rows:
+        print(table(rows, ("figure", "value", "bar", "met?")))
+    sys.stdout.flush()

@@ -1,0 +1,400 @@
+"""Run every benchmark, print the tables and write benchmarks/results.md.
+
+    python -m benchmarks            # everything (a few minutes on 2 cores), writes results.md
+    python -m benchmarks --quick    # 10k plan / 100k synthetic events only; prints, writes nothing
+    python -m benchmarks --only startup approval_latency
+
+Each benchmark runs in its own subprocess (`python -m benchmarks.<name>`); those that need
+a clean peak RSS start further subprocesses themselves. When a bar is missed, the
+matching cProfile run is added to the notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import PYTHON, ROOT, met_text, run_child, table
+
+BENCHMARKS = ("core_throughput", "conflict_scaling", "console_flood", "startup", "approval_latency")
+RESULTS = ROOT / "benchmarks" / "results.md"
+
+
+def run_benchmark(name: str, quick: bool) -> tuple[dict[str, Any], float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    elapsed = time.perf_counter() - t0
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stderr[-4000:])
+        return {"benchmark": name, "error": proc.stderr[-2000:], "bars": []}, elapsed
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line), elapsed
+    return {"benchmark": name, "error": "no JSON line", "bars": []}, elapsed
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.release()})"
+    except OSError:
+        pass
+
+    def cmd(*args: str) -> str:
+        try:
+            return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    versions = []
+    for package in ("textual", "pydantic", "rich"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{package} {version(package)}")
+        except Exception:
+            pass
+    return {
+        "date": cmd("date"),
+        "nproc": cmd("nproc") or str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": ram,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": os_name,
+        "packages": ", ".join(versions),
+        "commit": cmd("git", "rev-parse", "--short", "HEAD"),
+        "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE", "(unset)"),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def missed(result: dict[str, Any]) -> bool:
+    return bool(result.get("error")) or any(b["met"] is False for b in result.get("bars", []))
+
+
+def profile_table(rows: list[dict[str, Any]], limit: int) -> str:
+    return table(
+        [(f"{r['tottime_s']:.3f}", f"{r['cumtime_s']:.3f}", r["calls"], f"`{r['function']}`") for r in rows[:limit]],
+        ("own s", "cumulative s", "calls", "function"),
+    )
+
+
+def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    core = results.get("core_throughput", {})
+    if core.get("sizes"):
+        s10 = core["sizes"]["10k"]
+        s100 = core["sizes"].get("100k")
+        out += [
+            "### core_throughput",
+            "",
+            f"- 10k: {s10['actions_per_s']:,.0f} actions/s ({s10['us_per_action']:.0f} µs/action, "
+            f"{s10['events']:,} events = {s10['events'] / s10['actions']:.1f} events/action, "
+            f"{s10['events_per_s']:,.0f} events/s); fresh-process runs: {s10.get('runs_s')} s. "
+            + (
+                f"100k: {s100['actions_per_s']:,.0f} actions/s, {s100['events']:,} events, "
+                f"{s100['output_bytes'] / 1e6:,.0f} MB of output files. "
+                if s100
+                else ""
+            )
+            + "Every action costs the same at both sizes: the pipeline is linear, but about 4x "
+            "too slow per action for the 20,000 actions/s bar.",
+            "- What limits it (cProfile below, 10k run): every event is a pydantic model built and "
+            "validated, then delivered synchronously to five subscribers (journal: canonical JSON + "
+            "hash chain + SQLite batch; output JSONL writer; monitor; feedback loop; the harness "
+            "counter). `EventBus.emit` and what it calls take well over half of the run; the journal "
+            "subscriber alone ~20%, the JSONL writer ~10%, monitor and feedback ~7% each; the rest "
+            "is the controller's climb (`run_action`, `transition`, `_run_mode`), asyncio task "
+            "switching per action in the orchestrator, and datetime formatting. No single hot spot: "
+            "the cost is spread over ~50 µs per event x ~3.4 events per action.",
+            "- Bare-loop floor: the floor (dict lookup + threshold + tuple append) costs "
+            f'~{1e6 / s10["floor_actions_per_s"]:.2f} µs/action, so "within 10x" means ~3 µs per '
+            "action, which is less than building one pydantic event. The bar cannot be met by a "
+            "design that publishes typed events per transition in CPython; the ratio is reported as "
+            "measured. At 100k the floor itself is slower per action (about half of it is the cyclic "
+            "GC traversing the larger heap of loaded plan objects, the rest memory locality), which "
+            "is why the 100k ratio looks better than the 10k one.",
+        ]
+        if s100:
+            out.append(
+                f"- Memory: peak RSS {s10['peak_rss_mb']:.0f} MB (10k) and {s100['peak_rss_mb']:.0f} MB "
+                f"(100k): ratio {core.get('rss_ratio_100k_10k')}x for 10x the actions, so the bar "
+                "(sub-linear) is met as defined, but mostly because of the fixed ~38 MB interpreter + "
+                "imports. Above that baseline the growth is "
+                f"{core.get('rss_growth_ratio_above_imports')}x, i.e. close to linear: the loaded plan "
+                f"(100k validated actions: {s100['rss_after_plan_load_mb'] - s100['rss_after_imports_mb']:.0f}"
+                " MB) plus what the run keeps per action (tool results for the summary and the per-plan "
+                "result file).",
+            )
+        out.append("")
+        prof = profiles.get("core_throughput")
+        if prof:
+            out += [
+                f"cProfile, 10k plan, one fresh process (profiled run {prof['run_s']} s; cProfile roughly "
+                "doubles the time). Top functions by own time:",
+                "",
+                profile_table(prof["profile"], 12),
+                "",
+                "Project functions by cumulative time:",
+                "",
+                profile_table(prof["profile_cumulative"], 16),
+                "",
+            ]
+    conflicts = results.get("conflict_scaling", {})
+    if conflicts.get("sizes"):
+        sizes = conflicts["sizes"]
+        out += [
+            "### conflict_scaling",
+            "",
+            "- Conflicts per size: "
+            + "; ".join(f"{k}: {v['conflicts']:,} ({v['by_type']})" for k, v in sizes.items())
+            + ". TIMEOUT is runtime-only (`record_timeout` while executing) and cannot be in a plan.",
+            "- Best-of-5 totals per size: "
+            + "; ".join(f"{k}: {v['all_totals_s']}" for k, v in sizes.items())
+            + ". The per-function cost ratios between 10k and 100k (cProfile, checked while "
+            "writing this benchmark) are 10-12x for every function, a few dict-building steps up to "
+            "~18x: no super-linear algorithm, but per-item cost rises with the working set (dict "
+            "resizing, cache misses). The 100k/10k ratio therefore sits near the 12x bar and "
+            "varies by about ±1x between runs on this shared 2-core machine.",
+            "",
+        ]
+    flood = results.get("console_flood", {})
+    if flood.get("console"):
+        c, clean, h, syn = flood["console"], flood["console_clean"], flood["headless"], flood["synthetic"]
+        out += [
+            "### console_flood",
+            "",
+            f"- {flood['plan']} plan through the console: {c['events_received']:,} events at "
+            f"{c['events_per_s']:,.0f} events/s, {c['frames']} frames ({c['frames_per_s']}/s, counted as "
+            "`App._display` calls with a compositor update; headless, so the bytes a terminal would "
+            "need are not produced). Keys are injected from a separate thread through the driver path.",
+            f"- Pause: the key reaches `action_pause` in p50/p95/max {c['key_p50_ms']}/{c['key_p95_ms']}/"
+            f"{c['key_max_ms']} ms; the RunPaused/RunResumed event is emitted on the core's loop "
+            f"p50/p95/max {c.get('pause_in_core_p50_ms')}/{c.get('pause_in_core_p95_ms')}/"
+            f"{c.get('pause_in_core_max_ms')} ms after the key.",
+            f"- Lock: the flag is set {c['lock_flag_ms']} ms after the key and the next action the core "
+            f"finishes goes to LOCKED {c['first_locked_transition_ms']} ms after the key; `SystemLocked` "
+            f"is emitted on the core's loop {c['lock_event_ms']} ms after the key (of which the durable "
+            f"lock record, `lock_store`, took {c.get('lock_store_ms')} ms; the rest is the wait for the "
+            "core's loop to run the callback that `call_soon_threadsafe` scheduled).",
+            f"- Wall time: console {clean['wall_s']} s (core in its worker {clean['core_run_s']} s) vs "
+            f"headless pipeline {h['run_s']} s = {flood['wall_ratio']}x. The core and the UI share one "
+            "GIL on this 2-core machine.",
+            f"- RSS: console process end {c['rss_end_mb']} MB / peak {c['peak_rss_mb']} MB on the "
+            f"{flood['plan']} plan (headless peak {h['peak_rss_mb']} MB: most of it is the core's own).",
+            f"- {syn['events']:,} synthetic StateTransition events pushed from a thread: `app.feed` "
+            f"accepts {syn['feed_calls_per_s']:,.0f} calls/s but the UI absorbs {syn['absorbed_per_s']:,.0f} "
+            f"events/s, so up to {syn.get('max_backlog', 0):,} events waited in the feed's unbounded deque; "
+            f"peak RSS {syn['peak_rss_mb']} MB, {syn['rss_end_mb']} MB after everything was drained (CPython "
+            "keeps the freed memory in its arenas). While the backlog lasts the UI draws "
+            f"{syn['frames_per_s']} frames/s and keys wait up to {syn['key_max_ms']} ms: one `drain()` "
+            "takes up to 200,000 events per tick and `RunView.apply` formats a line for every "
+            "transition before keeping the last 400.",
+            "",
+        ]
+        prof = profiles.get("console_flood")
+        if prof:
+            out += [
+                "cProfile of the UI thread (the app's loop) during the 10k sample plan (the core thread "
+                f"is not profiled; profiled wall {prof['wall_s']} s). By cumulative time:",
+                "",
+                profile_table(prof["profile_cumulative"], 18),
+                "",
+                "By own time:",
+                "",
+                profile_table(prof["profile"], 10),
+                "",
+                "Each tick re-lays out the screen (`Screen._refresh_layout`) and re-renders the "
+                "changed widgets (`_compositor._render_chops`, `_styles_cache.render_line`); "
+                "`RunView.apply` (inert() + strftime per event) is the console's own share.",
+                "",
+            ]
+    start = results.get("startup", {})
+    if start.get("as_configured"):
+        a, w = start["as_configured"], start["warm_bytecode_cache"]
+        out += [
+            "### startup",
+            "",
+            f"- First frame (status bar text seen on the pty): {a['first_frame_all_s']} s as this "
+            f"machine runs Python (PYTHONDONTWRITEBYTECODE={start.get('pythondontwritebytecode') or '(unset)'}: "
+            "the project's own modules are compiled at every start; site-packages has bytecode), "
+            f"{w['first_frame_all_s']} s with a warm bytecode cache. `phase24 run happy_path.json`: "
+            f"{a['run_all_s']} s, most of it the plan's simulated latencies (SystemClock).",
+            "",
+        ]
+    appr = results.get("approval_latency", {})
+    if appr.get("bars"):
+        s, r = appr["request_to_modal_on_screen"], appr["ready_to_modal_on_screen"]
+        m, d, lv = appr["request_to_modal_mounted"], appr["y_to_decided_in_core"], appr["y_to_live_started"]
+        out += [
+            "### approval_latency",
+            "",
+            f"- {appr['requests']} requests. Request -> `ApprovalModal.on_mount`: p50 {m['p50_ms']} ms; "
+            f"-> first frame with the modal: p50 {s['p50_ms']} / p95 {s['p95_ms']} ms "
+            f"(from when it could be shown: p50 {r['p50_ms']} / p95 {r['p95_ms']} ms). Samples (ms): "
+            f"{s['samples_ms']}.",
+            f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
+            f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
+            "- What limits it: showing the modal means composing and styling a new screen "
+            "(`Stylesheet.apply`, `Screen._on_screen_resume`), a full layout and a full-screen "
+            "render with the background dimmed (`background_screen.process_segments`) — tens of "
+            "ms at 160x48 on this machine, and the next frame waits for the screen's update timer. "
+            "After `y`: the modal's dismissal and the approval worker hand the decision to the core "
+            "through `call_soon_threadsafe` (~20-35 ms here, the UI thread and the core's thread "
+            "share the GIL), then the core fsyncs twice before LIVE (the barrier after the "
+            "decision, and the LIVE intent record).",
+            "",
+        ]
+        prof = profiles.get("approval_latency")
+        if prof:
+            out += [
+                "cProfile of the UI thread over one run of approvals.json, by cumulative time:",
+                "",
+                profile_table(prof["profile_cumulative"], 18),
+                "",
+            ]
+    return out
+
+
+def write_results(
+    results: dict[str, dict[str, Any]],
+    elapsed: dict[str, float],
+    profiles: dict[str, dict[str, Any]],
+    total_s: float,
+    load_before: str,
+) -> None:
+    info = machine()
+    rows = [
+        (b["benchmark"], b["figure"].strip(), b["value"], b["bar"], met_text(b["met"]))
+        for name in BENCHMARKS
+        for b in results.get(name, {}).get("bars", [])
+    ]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Date: {info['date']}",
+        f"- Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM, {info['os']}",
+        f"- Python: {info['python']} ({info['packages']}); PYTHONDONTWRITEBYTECODE={info['pythondontwritebytecode']}",
+        f"- Code: commit {info['commit']} (plus uncommitted work of others, if any)",
+        f"- Suite wall time: {total_s:.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in elapsed.items())
+        + "), `python -m benchmarks`",
+        "- Load average at the end of each benchmark: "
+        + "; ".join(f"{k} {r.get('loadavg_at_end', '?')}" for k, r in results.items()),
+        "",
+        f"- Load average (1/5/15 min) before the suite: {load_before}; after: {info['loadavg']}",
+        "",
+        "Everything runs headless on a shared 2-core VM where other sessions build and test at the "
+        "same time: timings vary by ±20% or more between runs (the 10k core run has been seen "
+        "between 1.3 and 2.5 s), and more when the load average is above ~1. Peak RSS is "
+        "`ru_maxrss` of a fresh process per measurement. How each figure is taken is in the "
+        "docstring of its module.",
+        "",
+        "## Figures vs bars",
+        "",
+        table(rows, ("benchmark", "figure", "value", "bar", "met?")),
+        "",
+    ]
+    errors = [f"- {name}: {r['error']}" for name, r in results.items() if r.get("error")]
+    if errors:
+        lines += ["## Errors", "", *errors, ""]
+    lines += ["## Notes", "", *notes(results, profiles)]
+    lines += [
+        "## Raw figures",
+        "",
+        "<details><summary>JSON line of each benchmark</summary>",
+        "",
+        "```json",
+        *(json.dumps(results[name], default=str) for name in BENCHMARKS if name in results),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="run the benchmark suite")
+    parser.add_argument("--quick", action="store_true", help="skip the 100k / 1M parts; print only")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
+    parser.add_argument("--no-profile", action="store_true", help="no cProfile runs for missed bars")
+    args = parser.parse_args(argv)
+    names = args.only or BENCHMARKS
+    results: dict[str, dict[str, Any]] = {}
+    elapsed: dict[str, float] = {}
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    t0 = time.perf_counter()
+    for name in names:
+        print(f"\n== {name} ==", flush=True)
+        results[name], elapsed[name] = run_benchmark(name, args.quick)
+    profiles: dict[str, dict[str, Any]] = {}
+    if not args.no_profile and not args.quick:
+        for name in names:
+            if not missed(results[name]):
+                continue
+            try:
+                if name == "core_throughput":
+                    profiles[name] = run_child(
+                        "benchmarks.core_throughput", str(ROOT / "sample_plans/large.json"), "--profile"
+                    )
+                elif name == "console_flood":
+                    profiles[name] = run_child(
+                        "benchmarks.console_flood", "profile", str(ROOT / "sample_plans/large.json"), "34014"
+                    )
+                elif name == "approval_latency":
+                    proc = subprocess.run(
+                        [PYTHON, "-m", "benchmarks.approval_latency", "--profile"],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                        timeout=300,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    )
+                    profiles[name] = json.loads(proc.stdout.splitlines()[0])
+            except Exception as exc:  # a profile is a bonus; never lose the figures for it
+                print(f"profile of {name} failed: {exc}", file=sys.stderr)
+    total = time.perf_counter() - t0
+    rows = [
+        (b["benchmark"], b["figure"].strip(), b["value"], b["bar"], met_text(b["met"]).replace("*", ""))
+        for name in names
+        for b in results[name].get("bars", [])
+    ]
+    print("\n== summary ==")
+    print(table(rows, ("benchmark", "figure", "value", "bar", "met?")))
+    print(f"total {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in elapsed.items()) + ")")
+    if not args.quick and not args.only:
+        write_results(results, elapsed, profiles, total, load_before)
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
