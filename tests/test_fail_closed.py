@@ -235,11 +235,11 @@ def test_record_intent_error_is_named_in_the_summary(tmp_path: Path, monkeypatch
     harness.load_phase21_plans([live_plan()])
     events = recorder(harness)
     summary = harness.execute_orchestration_pipeline()
-    # what already holds: locked, published, nothing LIVE after the failing intent
+    # locked, published, nothing LIVE after the failing intent
     assert harness.controller.locked
     assert any("intents table unwritable" in e.reason for e in of(events, SystemLocked))
     assert [e.action_id for e in live_runs(events)] == ["p1_w0"]
-    # what does not: the summary does not name the storage error
+    # and the summary names the storage error (it did not, before the controller reported ledger errors)
     assert summary["storage_error"] is not None and "intents table unwritable" in summary["storage_error"]
 
 
