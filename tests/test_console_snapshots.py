@@ -1,0 +1,178 @@
+"""Snapshots of the console (pytest-textual-snapshot). Update with `pytest --snapshot-update`.
+
+Deterministic by construction: the core is never started by the app (autostart=False); the events
+come from a headless run on a ManualClock with a fixed start and run id, are fed with `ingest`
+and drawn with `drain`; the console's clock is a fixed instant; theme, size and animation are
+pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from textual.pilot import Pilot
+
+from console.app import ConsoleGate, OperatorConsole, make_app
+from console.modals import ApprovalModal
+from core.approval import ApprovalGate, ApprovalRequest, PolicyGate, QueueGate
+from core.events import ApprovalRequested, ConflictDetected, Event, HealthUpdated
+from core.harness import Phase24Harness
+from tests.console_fixtures import FIXED_START, action, build_harness, sample
+
+SIZE = (160, 48)
+FIXED_NOW = FIXED_START + timedelta(seconds=30)
+RUN_ID = "phase24_snapshot"
+
+Snap = Callable[..., bool]
+
+
+def headless(
+    plans: list[dict[str, Any]], gate: ApprovalGate | None = None, **config: Any
+) -> tuple[Phase24Harness, list[Event]]:
+    """Run plans on virtual time with no output files; return the harness and every event."""
+    harness, events = build_harness(plans, None, gate=gate, run_id=RUN_ID, **config)
+    harness.execute_orchestration_pipeline()
+    return harness, list(events)
+
+
+def app_for(harness: Phase24Harness | None = None) -> OperatorConsole:
+    if harness is None:
+        harness, _ = build_harness([sample("happy_path.json")], None, run_id=RUN_ID)
+    app = make_app(harness, ConsoleGate(), autostart=False, now=lambda: FIXED_NOW)
+    app.animation_level = "none"
+    return app
+
+
+def feed(app: OperatorConsole, events: list[Event]) -> None:
+    """Ingest and draw, one tick per new conflict.
+
+    The conflicts pane adds the rows of one tick in `set` order (see the xfail in
+    test_console_pilot.py), so feeding several new conflicts in one tick would make the row
+    order depend on PYTHONHASHSEED.
+    """
+    batch: list[Event] = []
+    for event in events:
+        if isinstance(event, ConflictDetected) and batch:
+            app.ingest(batch)
+            app.drain()
+            batch = []
+        batch.append(event)
+    app.ingest(batch)
+    app.drain()
+
+
+def fed(events: list[Event], then: Callable[[Pilot[Any]], Awaitable[None]] | None = None):
+    async def run_before(pilot: Pilot[Any]) -> None:
+        feed(pilot.app, events)  # type: ignore[arg-type]
+        await pilot.pause()
+        if then is not None:
+            await then(pilot)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_idle(snap_compare: Snap) -> None:
+    app = app_for()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_running(snap_compare: Snap) -> None:
+    harness, events = headless([sample("happy_path.json"), sample("rollback.json")])
+    # Cut the stream in the middle of the second plan: the run is still going.
+    second_plan = next(i for i, e in enumerate(events) if e.kind == "plan_started" and e.plan_index == 1)
+    shown = events[: second_plan + 12]
+    assert all(e.kind != "run_finished" for e in shown)
+    app = app_for(harness)
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(shown))
+
+
+def test_approval_prompt(snap_compare: Snap) -> None:
+    harness, events = headless([sample("approvals.json")])
+    # The request whose arguments carry hostile text (escape codes, markup, a bidi override).
+    asked = next(e for e in events if isinstance(e, ApprovalRequested) and e.action_id == "send_welcome")
+    shown = events[: events.index(asked) + 1]
+    request = ApprovalRequest(
+        request_id=asked.request_id,
+        plan_id=asked.plan_id,
+        action_id=asked.action_id,
+        agent=asked.agent,
+        tool=asked.tool,
+        risk_level=asked.risk_level,
+        reversible=asked.reversible,
+        confidence=asked.confidence,
+        threshold=asked.threshold,
+        args=asked.args,
+        action_hash=asked.action_hash,
+        requested_at=asked.ts,
+        timeout_s=asked.timeout_s,
+    )
+    app = app_for(harness)
+
+    async def push(pilot: Pilot[Any]) -> None:
+        await pilot.app.push_screen(ApprovalModal(request, lambda: FIXED_NOW))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(shown, push))
+
+
+def test_locked(snap_compare: Snap) -> None:
+    """The operator locks when the first approval is asked: pending and later approvals are denied."""
+    gate = QueueGate()
+    harness, _ = build_harness([sample("approvals.json")], None, gate=gate, run_id=RUN_ID)
+    gate.on_request = lambda request: harness.lock("lock key pressed at the console", "operator")
+    events: list[Event] = []
+    harness.bus.subscribe(events.append)
+    harness.execute_orchestration_pipeline()
+    assert harness.controller.locked
+    app = app_for(harness)
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(events))
+
+
+def test_conflicts(snap_compare: Snap) -> None:
+    harness, events = headless([sample("conflicts.json")], gate=PolicyGate(approve_all=True))
+    assert sum(isinstance(e, ConflictDetected) for e in events) >= 6
+    app = app_for(harness)
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(events))
+
+
+def test_conflicts_tab_on_a_narrow_terminal(snap_compare: Snap) -> None:
+    harness, events = headless([sample("conflicts.json")], gate=PolicyGate(approve_all=True))
+    app = app_for(harness)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=fed(events), press=["3"])
+
+
+def degraded_plan() -> dict[str, Any]:
+    """Approved LIVE writes that fail and many MOCK failures: POOR health with anomalies."""
+    actions = []
+    for i in range(12):
+        agent = f"agent_{i % 3}"
+        if i % 3 == 0:
+            simulate = {"latency_ms": 40, "fail_in": ["LIVE"]}
+            actions.append(action(f"w{i:02d}", agent, "database_write", 0.95, resource="db:orders", simulate=simulate))
+        else:
+            simulate = {"latency_ms": 30, "fail_in": ["MOCK"]}
+            resource = "db:orders" if i % 2 else None
+            actions.append(action(f"m{i:02d}", agent, "math_compute", 0.95, resource=resource, simulate=simulate))
+    return {"plan_id": "degraded", "actions": actions}
+
+
+def test_degraded_health_with_anomalies(snap_compare: Snap) -> None:
+    harness, events = headless(
+        [degraded_plan()], gate=PolicyGate(approve_all=True), health_every=2, enable_rollback_on_failure=False
+    )
+    health = [e for e in events if isinstance(e, HealthUpdated)]
+    assert len(health) >= 4
+    assert health[-1].health_assessment == "POOR"
+    assert len(health[-1].anomalies) >= 2
+    app = app_for(harness)
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(events))
+
+
+def test_help_overlay(snap_compare: Snap) -> None:
+    assert snap_compare(app_for(), terminal_size=SIZE, press=["question_mark"])
