@@ -39,6 +39,7 @@ from console.run_view import RunView
 from core.approval import ApprovalRequest, QueueGate
 from core.events import Event
 from core.harness import Phase24Harness
+from core.inert import inert
 
 PANES = (
     ("transitions", "State transitions"),
@@ -83,10 +84,15 @@ class OperatorConsole(App[int]):
         Binding("l", "lock", "Lock", priority=True),
         Binding("ctrl+l", "lock", "Lock", show=False, priority=True),
         Binding("u", "unlock", "Unlock"),
-        Binding("p", "pause", "Pause/Resume"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit_run", "Quit"),
-        *(Binding(str(i + 1), f"show_pane('{key}')", title, show=False) for i, (key, title) in enumerate(PANES)),
+        # Priority: these work on every screen, the approval prompt included (a printable
+        # key still goes to a focused text box first).
+        Binding("p", "pause", "Pause/Resume", priority=True),
+        Binding("question_mark", "help", "Help", key_display="?", priority=True),
+        Binding("q", "quit_run", "Quit", priority=True),
+        *(
+            Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True)
+            for i, (key, title) in enumerate(PANES)
+        ),
     ]
 
     def __init__(
@@ -174,7 +180,7 @@ class OperatorConsole(App[int]):
         if event.worker is not self.core_worker:
             return
         if event.state is WorkerState.ERROR:
-            self.core_error = f"{type(event.worker.error).__name__}: {event.worker.error}"
+            self.core_error = inert(f"{type(event.worker.error).__name__}: {event.worker.error}", 500)
             self.notify(f"The run stopped with an error: {self.core_error}", severity="error", markup=False)
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self.drain()
@@ -290,7 +296,10 @@ class OperatorConsole(App[int]):
             self.harness.pause("operator")
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+        else:
+            self.push_screen(HelpScreen())
 
     def action_show_pane(self, key: str) -> None:
         self.show_pane(key)
@@ -322,10 +331,10 @@ def make_app(
     gate: ConsoleGate,
     *,
     autostart: bool = True,
-    now: Callable[[], datetime] = _utcnow,
+    now: Callable[[], datetime] | None = None,
 ) -> OperatorConsole:
-    """The one factory for the CLI and the tests alike."""
-    return OperatorConsole(harness, gate, autostart=autostart, now=now)
+    """The one factory for the CLI and the tests alike. Countdowns read the run's clock."""
+    return OperatorConsole(harness, gate, autostart=autostart, now=now or harness.clock.now)
 
 
 def run_console(args: argparse.Namespace) -> int:

@@ -166,19 +166,20 @@ Phase 24 operator console: keys
   l        LOCK: everything drops to MOCK at once; pending approvals are denied
   ctrl+l   lock, also while typing in a text box
   u        unlock (asks to confirm)
-  p        pause / resume the run (actions in flight finish; nothing new starts)
-  1-6      show a pane (transitions, tools, conflicts, health, approvals, signals)
+  p        pause / resume (actions in flight finish; nothing new starts)
+  1-6      show a pane: transitions, tools, conflicts, health, approvals, signals
   ctrl+p   command palette: the same actions by name
-  ?        this help          q   quit (stops the run cleanly; outputs are complete)
+  ?        this help (? or Escape closes it)
+  q        quit: stops the run cleanly; the outputs are complete
 
-No answer before an approval's countdown ends is a DENY. Approvals queue, oldest first;
-agents that do not wait on them keep running. Every decision, lock and unlock is
-written to operator_decisions.jsonl in the run's output directory.
+No answer before an approval's countdown ends is a DENY. Approvals queue,
+oldest first; agents that do not wait on them keep running. Every decision,
+lock and unlock is written to operator_decisions.jsonl in the output directory.
 """
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+    BINDINGS = [Binding("escape", "close", "Close")]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog"):

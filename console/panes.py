@@ -38,6 +38,8 @@ class StatusBar(Static):
         )
         if view.plans_failed:
             text.append(f"  failed plans {view.plans_failed}", style="bold red")
+        if view.lines_skipped:
+            text.append(f"  skipped {view.lines_skipped} log lines (flood; all in the output files)", style="dim")
         if view.unknown_outcomes:
             text.append(f"  UNKNOWN outcomes {len(view.unknown_outcomes)}", style="bold reverse red")
         self.update(text)
@@ -88,7 +90,7 @@ class ConflictsPane(Pane):
         table.add_column("outcome", key="outcome", width=48)
         yield table
 
-    def render_rows(self, view: RunView, changed: set[str]) -> None:
+    def render_rows(self, view: RunView, changed: dict[str, None]) -> None:
         table: DataTable[Text] = self.query_one(DataTable)
         for conflict_id in changed:
             row = view.conflicts.get(conflict_id)

@@ -59,7 +59,7 @@ class Changes:
     transitions: list[str] = field(default_factory=list)
     tools: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
-    conflicts: set[str] = field(default_factory=set)
+    conflicts: dict[str, None] = field(default_factory=dict)  # ids in detection order
     health: bool = False
     approvals: bool = False
     header: bool = False
@@ -96,6 +96,7 @@ class RunView:
     pending: OrderedDict[str, ApprovalRequested] = field(default_factory=OrderedDict)
     decisions: deque[ApprovalDecided] = field(default_factory=lambda: deque(maxlen=100))
     signals_total: int = 0
+    lines_skipped: int = 0  # log lines not drawn during floods (all are in the output files)
     unknown_outcomes: list[str] = field(default_factory=list)
 
     @property
@@ -120,6 +121,7 @@ class RunView:
             if len(lines) > MAX_LINES_PER_TICK:
                 changes.dropped_lines += len(lines) - MAX_LINES_PER_TICK
                 setattr(changes, name, lines[-MAX_LINES_PER_TICK:])
+        self.lines_skipped += changes.dropped_lines
         return changes
 
     def _transition(self, e: StateTransition, c: Changes) -> None:
@@ -147,14 +149,14 @@ class RunView:
         )
         while len(self.conflicts) > MAX_CONFLICT_ROWS:
             self.conflicts.popitem(last=False)
-        c.conflicts.add(e.conflict_id)
+        c.conflicts[e.conflict_id] = None
 
     def _resolved(self, e: ConflictResolved, c: Changes) -> None:
         row = self.conflicts.get(e.conflict_id)
         if row is not None:
             row.strategy = e.strategy
             row.outcome = inert(e.outcome, 200)
-            c.conflicts.add(e.conflict_id)
+            c.conflicts[e.conflict_id] = None
 
     def _health(self, e: HealthUpdated, c: Changes) -> None:
         self.health_score = e.health_score

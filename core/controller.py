@@ -37,6 +37,7 @@ from core.events import (
 )
 from core.executors import ExecutionOutcome, ToolExecutor
 from core.faults import crash_point
+from core.journal import DuplicateIntent
 from core.plans import PlannedAction
 
 
@@ -224,8 +225,9 @@ class ExecutionController:
         self._locked = False
         self._lock_reason = ""
         self._unannounced: tuple[str, str] | None = None
-        self._used_approvals: set[str] = set()
         self._request_counter = 0
+        self._lock_generation = 0
+        self._used_approvals: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_lock = threading.Lock()
 
@@ -248,6 +250,8 @@ class ExecutionController:
         Returns False when the system was already locked.
         """
         with self._thread_lock:
+            # A lock always supersedes an unlock still on its way to the core's loop.
+            self._lock_generation += 1
             if self._locked:
                 return False
             self._locked = True
@@ -278,13 +282,14 @@ class ExecutionController:
         """Unlock after the unlock is durably recorded (the unsafe direction waits for storage)."""
         if not self._locked:
             return False
-        self._on_core(lambda: self._apply_unlock(reason, by))
+        generation = self._lock_generation
+        self._on_core(lambda: self._apply_unlock(reason, by, generation))
         return True
 
-    def _apply_unlock(self, reason: str, by: str) -> None:
+    def _apply_unlock(self, reason: str, by: str, generation: int) -> None:
         self._announce_pending()
-        if not self._locked:
-            return
+        if not self._locked or generation != self._lock_generation:
+            return  # already unlocked, or a lock was requested after this unlock: the lock wins
         if self.lock_store is not None:
             try:
                 self.lock_store("")
@@ -499,6 +504,9 @@ class ExecutionController:
                     ctx.tool,
                     ctx.approval["request_id"] if ctx.approval else None,
                 )
+            except DuplicateIntent:
+                self.transition(ctx, S.LOCKED, "duplicate irreversible action: the journal already holds its intent")
+                return ctx
             except Phase24Error as exc:
                 return self._storage_failed(ctx, exc)
             crash_point("after_intent")
@@ -544,9 +552,11 @@ class ExecutionController:
     # -- approvals --------------------------------------------------------------------
 
     def _new_request(self, ctx: ExecutionContext) -> ApprovalRequest:
-        self._request_counter += 1
+        # Numbered after the run's event sequence, which a resume continues, so a request id
+        # is never reused within a run, also across restarts.
+        self._request_counter = max(self._request_counter + 1, self.bus.last_seq + 1)
         return ApprovalRequest(
-            request_id=f"{self.bus.run_id}:R{self._request_counter:04d}",
+            request_id=f"{self.bus.run_id}:R{self._request_counter}",
             plan_id=ctx.plan_id,
             action_id=ctx.action_id,
             agent=ctx.agent,

@@ -332,11 +332,6 @@ async def quit_mid_run(tmp_path: Path, how: str) -> None:
         assert live_runs(results[action_id]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: App bindings q/p/u/?/1-6 are not priority bindings, so they do nothing while an "
-    "ApprovalModal is on screen (Textual stops the binding chain at a modal screen)",
-)
 async def test_quit_mid_run_completes_outputs(tmp_path: Path) -> None:
     await quit_mid_run(tmp_path, "key")
 
@@ -346,10 +341,6 @@ async def test_quit_from_palette_mid_run_completes_outputs(tmp_path: Path) -> No
     await quit_mid_run(tmp_path, "palette")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: p (pause) is not a priority binding and does nothing while an ApprovalModal is on screen",
-)
 async def test_pause_key_works_while_an_approval_is_on_screen(tmp_path: Path) -> None:
     app, harness, _ = console_app([sample(APPROVALS)], tmp_path)
     async with running(app, harness) as pilot:
@@ -517,11 +508,6 @@ async def test_injection_rendered_literally(tmp_path: Path) -> None:
     assert HOSTILE in {r["agent"] for r in final_results(tmp_path).values()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: OperatorConsole.on_worker_state_changed puts the core's exception text into notify() "
-    "without inert(): control characters from data in an error message reach the terminal",
-)
 async def test_core_error_notification_is_inert(tmp_path: Path) -> None:
     app, harness, _ = console_app([sample("happy_path.json")], tmp_path)
 
@@ -578,11 +564,6 @@ async def test_ctrl_l_locks_while_typing_a_reason(tmp_path: Path) -> None:
     assert {(d["decision"], d["by"]) for d in lines if d["decision"] in ("APPROVE", "DENY")} == {("DENY", "lock")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ConflictsPane.render_rows adds the new rows of one tick in set order (Changes.conflicts is a "
-    "set), so conflicts detected together appear scrambled, in an order that depends on PYTHONHASHSEED",
-)
 async def test_conflict_rows_keep_detection_order(tmp_path: Path) -> None:
     app, harness, _ = console_app([sample("happy_path.json")], tmp_path, autostart=False)
     batch = [

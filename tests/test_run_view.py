@@ -235,7 +235,7 @@ def test_conflict_rows_are_bounded_oldest_dropped(ev: Events) -> None:
 
     # Resolving a row still shown updates it; resolving a dropped one is ignored.
     changes = view.apply([ev.resolved("C0030", "serialised behind C0029"), ev.resolved("C0001")])
-    assert changes.conflicts == {"C0030"}
+    assert list(changes.conflicts) == ["C0030"]
     row = view.conflicts["C0030"]
     assert (row.strategy, row.outcome) == ("SERIALIZE", "serialised behind C0029")
     assert len(view.conflicts) == MAX_CONFLICT_ROWS

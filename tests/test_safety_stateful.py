@@ -40,7 +40,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -565,16 +564,6 @@ async def test_lock_while_waiting_for_approval_denies_it_and_a_late_grant_is_not
     assert all(e.mode is not LIVE for e in events if type(e) is ToolExecuted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: core/controller.py lock_system returns False ('already locked') while an unlock requested from "
-        "another thread is still queued for the core loop (unlock_system only schedules _apply_unlock); the "
-        "queued unlock then runs and the system ends UNLOCKED although the operator's last command was lock. "
-        "Fix: a lock generation counter: unlock_system captures it, _apply_unlock does nothing if a lock was "
-        "requested since; lock_system bumps it even when the flag is still set."
-    ),
-)
 def test_lock_requested_after_a_queued_unlock_wins() -> None:
     loop = asyncio.new_event_loop()
     try:
@@ -602,18 +591,6 @@ def _high_plan(plan_id: str) -> ToolExecutionPlan:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: approval request ids are not unique within a run across a resume: ExecutionController numbers "
-        "them from a fresh _request_counter (core/controller.py _new_request, f'{run_id}:R{n:04d}') and "
-        "Phase24Harness.from_interrupted_run keeps the run id, so the resumed run issues R0001 again; the "
-        "journal then holds two ApprovalDecided and two intents with approval_id R0001 for different actions "
-        "(one approval id covers two LIVE executions in the audit trail, and a replayed pre-crash decision "
-        "with that id reaches check_decision). Fix: start the counter after the highest request number in "
-        "the journal (or put the bus's starting seq / an incarnation into the id)."
-    ),
-)
 def test_approval_ids_stay_unique_across_a_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = Phase24Harness(
