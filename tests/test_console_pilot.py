@@ -481,6 +481,8 @@ async def test_injection_rendered_literally(tmp_path: Path) -> None:
     app, harness, _ = console_app([hostile_plan], tmp_path)
     async with running(app, harness) as pilot:
         await wait_modal(pilot, app)
+        # Under load the modal can be mounted before its first paint: wait for it on screen.
+        await wait_until(pilot, lambda: "APPROVAL NEEDED" in _svg_text(app.export_screenshot()), "the modal painted")
         modal_svg = app.export_screenshot()
         modal_text = str(app.current_modal.query_one("#approval-details", Static).render())
         modal_args = str(app.current_modal.query_one("#approval-args-text", Static).render())
