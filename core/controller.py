@@ -38,6 +38,7 @@ from core.events import (
 from core.executors import ExecutionOutcome, ToolExecutor
 from core.faults import crash_point
 from core.journal import DuplicateIntent
+from core.loop_bridge import call_on_loop
 from core.plans import PlannedAction
 
 
@@ -316,18 +317,7 @@ class ExecutionController:
         self.bus.emit(SystemLocked, reason=reason, by=by)
 
     def _on_core(self, fn: Callable[[], object]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            fn()
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            fn()
-        else:
-            loop.call_soon_threadsafe(fn)
+        call_on_loop(self._loop, fn)
 
     # -- the state machine ------------------------------------------------------------
 
@@ -573,22 +563,7 @@ class ExecutionController:
 
     async def _await_approval(self, ctx: ExecutionContext) -> ApprovalDecision:
         request = self._new_request(ctx)
-        self.bus.emit(
-            ApprovalRequested,
-            request_id=request.request_id,
-            plan_id=request.plan_id,
-            action_id=request.action_id,
-            agent=request.agent,
-            tool=request.tool,
-            risk_level=request.risk_level,
-            reversible=request.reversible,
-            confidence=request.confidence,
-            threshold=request.threshold,
-            args=request.args,
-            action_hash=request.action_hash,
-            timeout_s=request.timeout_s,
-            expires_at=request.expires_at,
-        )
+        self.bus.emit(ApprovalRequested, **request.model_dump(exclude={"requested_at"}), expires_at=request.expires_at)
         if self._lock_seen():
             decision = deny(request, "lock", f"system locked: {self._lock_reason}")
         else:

@@ -36,6 +36,7 @@ from core.events import (
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
 from core.journal import Journal
+from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
 from core.orchestrator import OrchestrationResult, ToolOrchestrator
 from core.outputs import OutputWriter, write_json_atomic
@@ -244,19 +245,8 @@ class Phase24Harness:
     def _set_paused(self, paused: bool, by: str) -> None:
         self.bus.emit(RunPaused if paused else RunResumed, by=by)
 
-    def _on_core(self, fn: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            fn()
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            fn()
-        else:
-            loop.call_soon_threadsafe(fn)
+    def _on_core(self, fn: Callable[[], object]) -> None:
+        call_on_loop(self._loop, fn)
 
     async def _pause_gate(self) -> str | None:
         # The flag flips on the operator's thread; the RunPaused event is published by a
