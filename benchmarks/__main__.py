@@ -107,6 +107,31 @@ def profile_table(rows: list[dict[str, Any]], limit: int) -> str:
     )
 
 
+_SHARES = (
+    ("EventBus.emit (all subscribers)", "core/events.py", "(emit)"),
+    ("journal", "core/journal.py", "(observe)"),
+    ("JSONL writer", "core/outputs.py", "(observe)"),
+    ("monitor", "core/monitor.py", "(observe)"),
+    ("feedback", "core/feedback.py", "(observe)"),
+)
+
+
+def _shares(profile: dict[str, Any] | None) -> str:
+    """Cumulative shares of the main subscribers in the core profile."""
+    if not profile:
+        return "(no profile)"
+    rows = profile.get("profile_cumulative", [])
+    total = next((r["cumtime_s"] for r in rows if "execute_orchestration_pipeline" in r["function"]), None)
+    if not total:
+        return "(no profile)"
+    parts = []
+    for label, path, func in _SHARES:
+        row = next((r for r in rows if path in r["function"] and r["function"].endswith(func)), None)
+        if row is not None:
+            parts.append(f"{label} {row['cumtime_s'] / total:.0%}")
+    return ", ".join(parts) or "(not in the top functions)"
+
+
 def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
     core = results.get("core_throughput", {})
@@ -128,13 +153,13 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             + "Every action costs the same at both sizes: the pipeline is linear, but about 4x "
             "too slow per action for the 20,000 actions/s bar.",
             "- What limits it (cProfile below, 10k run): every event is a pydantic model built and "
-            "validated, then delivered synchronously to five subscribers (journal: canonical JSON + "
-            "hash chain + SQLite batch; output JSONL writer; monitor; feedback loop; the harness "
-            "counter). `EventBus.emit` and what it calls take well over half of the run; the journal "
-            "subscriber alone ~20%, the JSONL writer ~10%, monitor and feedback ~7% each; the rest "
-            "is the controller's climb (`run_action`, `transition`, `_run_mode`), asyncio task "
-            "switching per action in the orchestrator, and datetime formatting. No single hot spot: "
-            "the cost is spread over ~50 µs per event x ~3.4 events per action.",
+            "validated, then delivered synchronously to the bus subscribers (journal: canonical JSON + "
+            "hash chain + SQLite batch; output JSONL writer; monitor; feedback loop; the harness's "
+            f"counters). Share of the profiled pipeline: {_shares(profiles.get('core_throughput'))}. "
+            "The rest is the controller's climb (`run_action`, `transition`, `_run_mode`) and the "
+            "orchestrator's per-action bookkeeping. No single hot spot: the cost is spread over "
+            f"~{s10['us_per_action'] / (s10['events'] / s10['actions']):.0f} µs per event x "
+            f"{s10['events'] / s10['actions']:.1f} events per action.",
             "- Bare-loop floor: the floor (dict lookup + threshold + tuple append) costs "
             f'~{1e6 / s10["floor_actions_per_s"]:.2f} µs/action, so "within 10x" means ~3 µs per '
             "action, which is less than building one pydantic event. The bar cannot be met by a "
@@ -263,14 +288,14 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             f"{s['samples_ms']}.",
             f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
             f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
-            "- What limits it: showing the modal means composing and styling a new screen "
-            "(`Stylesheet.apply`, `Screen._on_screen_resume`), a full layout and a full-screen "
-            "render with the background dimmed (`background_screen.process_segments`) — tens of "
-            "ms at 160x48 on this machine, and the next frame waits for the screen's update timer. "
-            "After `y`: the modal's dismissal and the approval worker hand the decision to the core "
-            "through `call_soon_threadsafe` (~20-35 ms here, the UI thread and the core's thread "
-            "share the GIL), then the core fsyncs twice before LIVE (the barrier after the "
-            "decision, and the LIVE intent record).",
+            "- What limits it (cProfile below): showing the modal means composing and styling a new "
+            "screen (`Stylesheet.apply`, `Screen._on_screen_resume`), a layout and a full-screen render "
+            "with the background dimmed (`background_screen.process_segments`) on the UI thread, "
+            "which also serves the running core's event feed. After `y`, the modal is dismissed, the "
+            "approval worker hands the decision to the core (`QueueGate.answer` -> "
+            "`call_soon_threadsafe`; the UI thread and the core's thread share the GIL), then the "
+            "core commits and fsyncs the journal before LIVE (the barrier after the decision and the "
+            "LIVE intent record).",
             "",
         ]
         prof = profiles.get("approval_latency")

@@ -254,7 +254,7 @@ async def _console(plan_path: Path, expected_events: int, out: Path, keys: bool)
         await _wait_until(lambda: worker.state in (WorkerState.SUCCESS, WorkerState.ERROR), 900)
         stop.set()
         if keys:
-            injector.join(10)
+            await _wait_until(lambda: not injector.is_alive(), 30)  # never block the app's loop
         await _wait_until(lambda: len(app.feed) == 0 and app.view.finished, 60)
         await asyncio.sleep(app.tick_s * 2)  # the last drain's frame
         t_end = time.perf_counter()
@@ -390,7 +390,7 @@ async def _synthetic(total: int, out: Path) -> dict[str, Any]:
             if time.perf_counter() >= next_key:
                 presses += 1
                 probe.press("p")
-                probe.wait_entered(presses)
+                probe.wait_entered(presses, timeout=120)
                 next_key = time.perf_counter() + 0.5
             time.sleep(0.01)
 
@@ -403,7 +403,7 @@ async def _synthetic(total: int, out: Path) -> dict[str, Any]:
         thread.start()
         keys.start()
         await _wait_until(done.is_set, 600, step=0.05)
-        keys.join(60)
+        await _wait_until(lambda: not keys.is_alive(), 60)  # never block the app's loop
         await _wait_until(lambda: app.view.events >= total and len(app.feed) == 0, 300)
         t_drained = time.perf_counter()
         await asyncio.sleep(app.tick_s * 2)
@@ -431,9 +431,43 @@ async def _synthetic(total: int, out: Path) -> dict[str, Any]:
     }
 
 
+class GcTimer:
+    """Time spent in the cyclic garbage collector, per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.longest = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            took = time.perf_counter() - self._start
+            self.seconds[info["generation"]] += took
+            self.count[info["generation"]] += 1
+            self.longest = max(self.longest, took)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "gc_s_by_generation": [round(x, 3) for x in self.seconds],
+            "gc_collections": self.count,
+            "gc_longest_s": round(self.longest, 3),
+        }
+
+
 def measure_synthetic(total: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-synth-") as out:
-        return asyncio.run(_synthetic(total, Path(out)))
+    import gc
+
+    timer = GcTimer()
+    gc.callbacks.append(timer)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-synth-") as out:
+            result = asyncio.run(_synthetic(total, Path(out)))
+    finally:
+        gc.callbacks.remove(timer)
+    return {**result, **timer.summary()}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
