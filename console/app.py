@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ PANES = (
     ("approvals", "Approvals queue"),
     ("signals", "Learning signals"),
 )
+DRAIN_PER_TICK = 25_000
+SWITCH_INTERVAL_S = 0.001
 NARROW_WIDTH = 120
 NARROW_HEIGHT = 36
 
@@ -120,6 +123,7 @@ class OperatorConsole(App[int]):
         self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
         self._quit_requested = False
         self._unsubscribe = harness.bus.subscribe(self.feed)
+        self._switch_interval = sys.getswitchinterval()
 
     # -- layout -----------------------------------------------------------------------
 
@@ -137,6 +141,10 @@ class OperatorConsole(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The core runs in a thread of this process: hand the GIL over more often than the
+        # default 5 ms, so a key press or an approval prompt is not kept waiting behind it.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.theme = "textual-dark"
         self._apply_size()
         self.query_one(StatusBar).render_view(self.view)
@@ -145,6 +153,9 @@ class OperatorConsole(App[int]):
         self.run_worker(self._approval_loop, group="approvals", name="approvals")
         if self.autostart:
             self.start_core()
+
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
 
     def on_resize(self) -> None:
         self._apply_size()
@@ -200,7 +211,9 @@ class OperatorConsole(App[int]):
     # -- rendering --------------------------------------------------------------------
 
     def drain(self) -> None:
-        events = self.feed.drain()
+        # A bounded slice per tick: a backlog drains over several ticks and keys, timers
+        # and repaints get their turn in between.
+        events = self.feed.drain(DRAIN_PER_TICK)
         if not events:
             return
         changes = self.view.apply(events)

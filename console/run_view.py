@@ -42,6 +42,23 @@ def hms(ts: datetime) -> str:
     return ts.strftime("%H:%M:%S.%f")[:-3]
 
 
+def _transition_line(e: StateTransition) -> str:
+    return (
+        f"{hms(e.ts)} {inert(e.agent, 24):<11} {inert(e.tool, 24):<20} "
+        f"{e.from_state + '->' + e.to_state:<28} {inert(e.reason, 300)}"
+    )
+
+
+def _tool_line(e: ToolExecuted) -> str:
+    result = "ok" if e.success else ("TIMEOUT" if e.timed_out else "FAILED")
+    retry = f" (attempt {e.attempt})" if e.attempt > 1 else ""
+    error = f"  {inert(e.error, 200)}" if e.error else ""
+    return (
+        f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} {e.mode.value:<7} "
+        f"{result:<7} {e.duration_ms:>8.1f} ms{retry}{error}"
+    )
+
+
 @dataclass
 class ConflictRow:
     conflict_id: str
@@ -98,6 +115,8 @@ class RunView:
     signals_total: int = 0
     lines_skipped: int = 0  # log lines not drawn during floods (all are in the output files)
     unknown_outcomes: list[str] = field(default_factory=list)
+    _pending_transitions: list[StateTransition] = field(default_factory=list, repr=False)
+    _pending_tools: list[ToolExecuted] = field(default_factory=list, repr=False)
 
     @property
     def state_label(self) -> str:
@@ -116,30 +135,28 @@ class RunView:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event, changes)
-        for name in ("transitions", "tools"):
-            lines: list[str] = getattr(changes, name)
-            if len(lines) > MAX_LINES_PER_TICK:
-                changes.dropped_lines += len(lines) - MAX_LINES_PER_TICK
-                setattr(changes, name, lines[-MAX_LINES_PER_TICK:])
+        # Only the newest lines of a tick are drawn, so only those are formatted: under a
+        # flood the rest cost one list append each (they are all in the output files).
+        transitions, tools = self._pending_transitions, self._pending_tools
+        self._pending_transitions, self._pending_tools = [], []
+        for pending, name, fmt in (
+            (transitions, "transitions", _transition_line),
+            (tools, "tools", _tool_line),
+        ):
+            if len(pending) > MAX_LINES_PER_TICK:
+                changes.dropped_lines += len(pending) - MAX_LINES_PER_TICK
+                pending = pending[-MAX_LINES_PER_TICK:]
+            setattr(changes, name, [fmt(e) for e in pending])
         self.lines_skipped += changes.dropped_lines
         return changes
 
     def _transition(self, e: StateTransition, c: Changes) -> None:
         self.transitions += 1
-        c.transitions.append(
-            f"{hms(e.ts)} {inert(e.agent, 24):<11} {inert(e.tool, 24):<20} "
-            f"{e.from_state + '->' + e.to_state:<28} {inert(e.reason, 300)}"
-        )
+        self._pending_transitions.append(e)
 
     def _tool(self, e: ToolExecuted, c: Changes) -> None:
         self.executions += 1
-        result = "ok" if e.success else ("TIMEOUT" if e.timed_out else "FAILED")
-        retry = f" (attempt {e.attempt})" if e.attempt > 1 else ""
-        error = f"  {inert(e.error, 200)}" if e.error else ""
-        c.tools.append(
-            f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} {e.mode.value:<7} "
-            f"{result:<7} {e.duration_ms:>8.1f} ms{retry}{error}"
-        )
+        self._pending_tools.append(e)
 
     def _conflict(self, e: ConflictDetected, c: Changes) -> None:
         self.conflicts_total += 1

@@ -174,7 +174,9 @@ class IntentLedger(Protocol):
 
     def record_intent(
         self, action_hash: str, plan_id: str, action_id: str, agent: str, tool: str, approval_id: str | None
-    ) -> None: ...
+    ) -> None:
+        """Durably record the intent, together with every event published before it."""
+        ...
 
     def record_outcome(self, action_hash: str, success: bool) -> None: ...
 
@@ -475,10 +477,13 @@ class ExecutionController:
             self.transition(ctx, S.LOCKED, "action changed after approval; approval does not cover it")
             return ctx
         effectful = not ctx.contract.read_only
-        try:
-            await self.bus.barrier()
-        except Phase24Error as exc:
-            return self._storage_failed(ctx, exc)
+        if not (effectful and self.ledger is not None):
+            # With an intent to record, that one durable commit is the barrier (it carries
+            # every event published so far); without one, commit them now.
+            try:
+                await self.bus.barrier()
+            except Phase24Error as exc:
+                return self._storage_failed(ctx, exc)
         if self._lock_seen():
             self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
             return ctx
@@ -590,11 +595,13 @@ class ExecutionController:
             reason=decision.reason,
             action_hash=request.action_hash,
         )
-        try:
-            await self.bus.barrier()
-        except Phase24Error as exc:
-            self._fail_closed(exc)
-            return deny(request, "system", f"the decision could not be recorded ({exc})")
+        if not decision.approved:
+            # A grant needs no barrier of its own: nothing goes LIVE before the barrier (or
+            # the intent, which commits every earlier event with it) in _go_live.
+            try:
+                await self.bus.barrier()
+            except Phase24Error as exc:
+                self._fail_closed(exc)
         return decision
 
     def check_decision(
