@@ -159,7 +159,7 @@ class Phase24Harness:
         self._resume = threading.Event()
         self._resume.set()
         self._stopping = False
-        self.bus.subscribe(self._hold_before_start)
+        self._stop_holding = self.bus.subscribe(self._hold_before_start)
         self.bus.subscribe(self.monitor.observe)
         self.bus.subscribe(self.feedback_loop.observe)
         self.bus.subscribe(self._count_executions)
@@ -263,6 +263,7 @@ class Phase24Harness:
 
     def _replay_before_start(self) -> None:
         held, self._before_start = self._before_start or [], None
+        self._stop_holding()
         for event in held:
             if self.journal is not None:
                 self.journal.observe(event)
