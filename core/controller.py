@@ -274,6 +274,13 @@ class ExecutionController:
         if pending is not None:
             self.announce_lock(*pending)
 
+    def _held_by_lock(self, ctx: ExecutionContext) -> bool:
+        """If the system is locked, hold the action here (LOCKED) and say so."""
+        if not self._lock_seen():
+            return False
+        self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        return True
+
     def _lock_seen(self) -> bool:
         if self._locked:
             if self._unannounced is not None:
@@ -419,16 +426,14 @@ class ExecutionController:
             return ctx
         target, why = self.target_for(ctx)
         ctx.target_mode = target
-        if self._lock_seen():
-            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        if self._held_by_lock(ctx):
             return ctx
         if target is ExecutionMode.MOCK:
             self.transition(ctx, S.COMPLETED, f"MOCK succeeded; {why}")
             return ctx
 
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
-        if self._lock_seen():
-            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        if self._held_by_lock(ctx):
             return ctx
         if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
             if ctx.locked_out:
@@ -437,8 +442,7 @@ class ExecutionController:
             else:
                 self.transition(ctx, S.ROLLBACK, f"DRY_RUN execution failed: {ctx.failure}")
             return ctx
-        if self._lock_seen():
-            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        if self._held_by_lock(ctx):
             return ctx
         if target is ExecutionMode.DRY_RUN:
             self.transition(ctx, S.COMPLETED, f"DRY_RUN succeeded; {why}")
@@ -484,8 +488,7 @@ class ExecutionController:
                 await self.bus.barrier()
             except Phase24Error as exc:
                 return self._storage_failed(ctx, exc)
-        if self._lock_seen():
-            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        if self._held_by_lock(ctx):
             return ctx
         self.live_escalations += 1
         if effectful and self.ledger is not None:
