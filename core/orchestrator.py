@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from core.conflicts import ConflictResolver, ResolutionPlan
+from core.conflicts import Conflict, ConflictResolver, Resolution, ResolutionPlan
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.controller import ExecutionContext, ExecutionController, ExecutionState
 from core.errors import ContractError
@@ -38,11 +37,6 @@ class OrchestrationResult(BaseModel):
     conflicts_detected: int
     conflicts_resolved: int
     rollbacks_executed: int
-
-
-@dataclass
-class _Rollback:
-    entries: list[ExecutionContext] = field(default_factory=list)
 
 
 YIELD_EVERY = 8
@@ -101,30 +95,36 @@ class ToolOrchestrator:
         self.register_tools(plan)  # 1, 2
         conflicts = self.resolver.detect_conflicts(plan)  # 3
         for c in conflicts:
-            self.bus.emit(
-                ConflictDetected,
-                plan_id=plan.plan_id,
-                conflict_id=c.conflict_id,
-                conflict_type=c.conflict_type.value,
-                agents=c.agents,
-                tool=c.tool,
-                resource=c.resource,
-                action_ids=c.action_ids,
-                detail=c.detail,
-            )
+            self.publish_detected(c)
         resolutions, resolution = self.resolver.resolve_conflicts(plan, conflicts)  # 4
         for r in resolutions:
-            self.bus.emit(
-                ConflictResolved,
-                plan_id=plan.plan_id,
-                conflict_id=r.conflict_id,
-                conflict_type=r.conflict_type.value,
-                strategy=r.strategy.value,
-                outcome=r.outcome,
-            )
+            self.publish_resolved(plan.plan_id, r)
         run = _PlanRun(self, plan, resolution)
         await run.execute()  # 5
         return run.result(len(conflicts), len(resolutions))  # 6 (7 is the caller's events)
+
+    def publish_detected(self, c: Conflict) -> None:
+        self.bus.emit(
+            ConflictDetected,
+            plan_id=c.plan_id,
+            conflict_id=c.conflict_id,
+            conflict_type=c.conflict_type.value,
+            agents=c.agents,
+            tool=c.tool,
+            resource=c.resource,
+            action_ids=c.action_ids,
+            detail=c.detail,
+        )
+
+    def publish_resolved(self, plan_id: str, r: Resolution) -> None:
+        self.bus.emit(
+            ConflictResolved,
+            plan_id=plan_id,
+            conflict_id=r.conflict_id,
+            conflict_type=r.conflict_type.value,
+            strategy=r.strategy.value,
+            outcome=r.outcome,
+        )
 
 
 class _PlanRun:
@@ -139,7 +139,7 @@ class _PlanRun:
         self.done: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
         self.resource_locks = {r: asyncio.Lock() for r in resolution.serialised_resources}
         self.tool_slots: dict[str, asyncio.Semaphore] = {}
-        self.rollback = _Rollback()
+        self.rollback_stack: list[ExecutionContext] = []
         self.failed_at: str | None = None
         self.rollbacks_executed = 0
         self.timeout_conflicts = 0
@@ -229,7 +229,7 @@ class _PlanRun:
             and ctx.highest_mode is ExecutionMode.LIVE
             and ctx.contract.compensable
         ):
-            self.rollback.entries.append(ctx)
+            self.rollback_stack.append(ctx)
 
     def _cancel(self, ctx: ExecutionContext, reason: str) -> None:
         self.cancelled.add(ctx.action_id)
@@ -240,25 +240,8 @@ class _PlanRun:
     ) -> float | None:
         conflict, resolution, delay = self.o.resolver.record_timeout(self.plan.plan_id, ctx.action, attempt)
         self.timeout_conflicts += 1
-        self.o.bus.emit(
-            ConflictDetected,
-            plan_id=self.plan.plan_id,
-            conflict_id=conflict.conflict_id,
-            conflict_type=conflict.conflict_type.value,
-            agents=conflict.agents,
-            tool=conflict.tool,
-            resource=conflict.resource,
-            action_ids=conflict.action_ids,
-            detail=conflict.detail,
-        )
-        self.o.bus.emit(
-            ConflictResolved,
-            plan_id=self.plan.plan_id,
-            conflict_id=resolution.conflict_id,
-            conflict_type=resolution.conflict_type.value,
-            strategy=resolution.strategy.value,
-            outcome=resolution.outcome,
-        )
+        self.o.publish_detected(conflict)
+        self.o.publish_resolved(self.plan.plan_id, resolution)
         return delay
 
     async def _unwind(self, trigger: ExecutionContext) -> None:
@@ -266,10 +249,10 @@ class _PlanRun:
             return
         undone: list[str] = []
         failed: list[str] = []
-        for ctx in reversed(self.rollback.entries):
+        for ctx in reversed(self.rollback_stack):
             outcome = await self.o.executors.for_tool(ctx.tool).compensate(ctx.action)
             (undone if outcome.success else failed).append(ctx.action_id)
-        self.rollback.entries.clear()
+        self.rollback_stack.clear()
         self.rollbacks_executed += len(undone)
         self.o.bus.emit(
             RollbackPerformed,
