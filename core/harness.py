@@ -65,6 +65,7 @@ class Phase24ExecutionConfig(BaseModel):
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
     health_every: int = Field(default=25, ge=1)
+    health_min_interval_s: float = Field(default=0.2, ge=0)
     durable_journal: bool = True
 
     @field_validator("approval_required_for_high_risk")
@@ -155,6 +156,7 @@ class Phase24Harness:
         self._before_start: list[Event] | None = []
         self._detach_journal: Callable[[], None] = lambda: None
         self._executions = 0
+        self._last_health = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
         self._resume.set()
@@ -271,12 +273,16 @@ class Phase24Harness:
                 self.writer.observe(event)
 
     def _count_executions(self, event: Event) -> None:
-        """Publish health every `health_every` executions and after each decision or rollback."""
+        """Publish health every `health_every` executions (at most every
+        `health_min_interval_s` of the run's clock) and after each decision or rollback."""
         kind = type(event)
         if kind is ToolExecuted:
             self._executions += 1
             if self._executions % self.config.health_every == 0:
-                self._emit_health()
+                now = self.clock.monotonic()
+                if now - self._last_health >= self.config.health_min_interval_s:
+                    self._last_health = now
+                    self._emit_health()
         elif kind is ApprovalDecided or kind is RollbackPerformed:
             self._emit_health()
 

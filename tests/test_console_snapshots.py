@@ -164,7 +164,11 @@ def degraded_plan() -> dict[str, Any]:
 
 def test_degraded_health_with_anomalies(snap_compare: Snap) -> None:
     harness, events = headless(
-        [degraded_plan()], gate=PolicyGate(approve_all=True), health_every=2, enable_rollback_on_failure=False
+        [degraded_plan()],
+        gate=PolicyGate(approve_all=True),
+        health_every=2,
+        health_min_interval_s=0,
+        enable_rollback_on_failure=False,
     )
     health = [e for e in events if isinstance(e, HealthUpdated)]
     assert len(health) >= 4
