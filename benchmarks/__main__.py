@@ -241,8 +241,8 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             f"peak RSS {syn['peak_rss_mb']} MB, {syn['rss_end_mb']} MB after everything was drained (CPython "
             "keeps the freed memory in its arenas). While the backlog lasts the UI draws "
             f"{syn['frames_per_s']} frames/s and keys wait up to {syn['key_max_ms']} ms: one `drain()` "
-            "takes up to 200,000 events per tick and `RunView.apply` formats a line for every "
-            "transition before keeping the last 400.",
+            "takes at most 25,000 events per tick (ten ticks a second), and `RunView.apply` formats "
+            "only the newest 400 lines of a tick.",
             "",
         ]
         prof = profiles.get("console_flood")
@@ -259,7 +259,7 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
                 "",
                 "Each tick re-lays out the screen (`Screen._refresh_layout`) and re-renders the "
                 "changed widgets (`_compositor._render_chops`, `_styles_cache.render_line`); "
-                "`RunView.apply` (inert() + strftime per event) is the console's own share.",
+                "`RunView.apply` is the console's own share (it formats only the lines it draws).",
                 "",
             ]
     start = results.get("startup", {})
@@ -289,13 +289,13 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
             f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
             "- What limits it (cProfile below): showing the modal means composing and styling a new "
-            "screen (`Stylesheet.apply`, `Screen._on_screen_resume`), a layout and a full-screen render "
-            "with the background dimmed (`background_screen.process_segments`) on the UI thread, "
+            "screen (`Stylesheet.apply`, `Screen._on_screen_resume`, the Footer's keys), a layout and a "
+            "full-screen render (the prompt is opaque: no dimmed background to composite) on the UI thread, "
             "which also serves the running core's event feed. After `y`, the modal is dismissed, the "
             "approval worker hands the decision to the core (`QueueGate.answer` -> "
             "`call_soon_threadsafe`; the UI thread and the core's thread share the GIL), then the "
-            "core commits and fsyncs the journal before LIVE (the barrier after the decision and the "
-            "LIVE intent record).",
+            "core commits and fsyncs the journal once before LIVE (the LIVE intent record, which "
+            "carries the decision event with it).",
             "",
         ]
         prof = profiles.get("approval_latency")
