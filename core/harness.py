@@ -352,7 +352,8 @@ class Phase24Harness:
                 conflicts = self.conflict_resolver.summary()
                 if self.prior is not None:
                     conflicts = self.prior.merge_conflicts(conflicts)
-                self.writer.write_summaries(self.summary, conflicts, health)
+                simulated = {"simulated": self.executors.all_simulated}
+                self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
                 self.writer.close()
             self._close_durable_state()
         return self.summary
@@ -501,8 +502,8 @@ class Phase24Harness:
             "storage_error": self.storage_error,
             "resumed": self.prior is not None,
             "unknown_outcomes": self.unknown_outcomes,
-            "simulated": True,
-            "simulation_note": SIMULATION_NOTE,
+            "simulated": self.executors.all_simulated,
+            "simulation_note": SIMULATION_NOTE if self.executors.all_simulated else "",
             "plans": [
                 {
                     "plan_id": s.plan_id,
