@@ -122,7 +122,9 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
     clock = SystemClock()
     run_id = make_run_id(clock)
     out = args.out or Path("outputs/phase24") / run_id
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: --out names a file, not a directory")
+    if out.exists() and any(out.iterdir()):
         raise BadInput(f"{out}: output directory is not empty; choose another --out (a run's outputs are never mixed)")
     try:
         config = Phase24ExecutionConfig(
