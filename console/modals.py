@@ -16,6 +16,14 @@ from core.approval import ApprovalDecision, ApprovalRequest, deny, grant
 from core.inert import inert, inert_json
 
 OPERATOR = "operator"
+# Our own fixed text (markup is fine here, never for data): each key is also a click target.
+KEYS_LINE = (
+    "[b reverse green][@click=screen.approve] y approve [/][/]  "
+    "[b reverse red][@click=screen.deny] n deny [/][/]  "
+    "[@click=screen.deny_with_reason][b]r[/b] deny with a reason[/]  "
+    "[@click=app.lock][b]l[/b] lock[/]  "
+    "[dim](ctrl+l while typing)[/dim]  [b]?[/b] help  [b]q[/b] quit"
+)
 
 
 class ApprovalModal(ModalScreen[ApprovalDecision | None]):
@@ -39,42 +47,40 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._settle_on_resume = False
 
     def compose(self) -> ComposeResult:
+        # Few widgets on purpose: every widget costs mount and styling time, and the prompt
+        # must be on screen within milliseconds of the request. The keys line replaces a
+        # Footer and buttons (its keys are clickable); the reason box mounts on demand.
         r = self.request
         ok = r.confidence >= r.threshold
+        details = Text()
+        details.append(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")
+        details.append("\n")
+        for label, value, style in (
+            ("agent", inert(r.agent, 200), "bold"),
+            ("tool", inert(r.tool, 200), "bold"),
+            ("risk", r.risk_level.value, "bold red"),
+            (
+                "reversible",
+                "yes" if r.reversible else "NO: the effect cannot be undone",
+                "" if r.reversible else "bold red",
+            ),
+            (
+                "confidence",
+                f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
+                "green" if ok else "bold red",
+            ),
+            ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
+            ("action hash", r.action_hash[:16] + "…", "dim"),
+        ):
+            details.append(f"{label:>14}  ", style="dim")
+            details.append(value + "\n", style=style)
+        details.append("arguments (shown literally):", style="dim")
         with Vertical(id="approval-dialog"):
-            yield Static(
-                Text(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red"), id="approval-title"
-            )
-            details = Text()
-            for label, value, style in (
-                ("agent", inert(r.agent, 200), "bold"),
-                ("tool", inert(r.tool, 200), "bold"),
-                ("risk", r.risk_level.value, "bold red"),
-                (
-                    "reversible",
-                    "yes" if r.reversible else "NO: the effect cannot be undone",
-                    "" if r.reversible else "bold red",
-                ),
-                (
-                    "confidence",
-                    f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
-                    "green" if ok else "bold red",
-                ),
-                ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
-                ("action hash", r.action_hash[:16] + "…", "dim"),
-            ):
-                details.append(f"{label:>14}  ", style="dim")
-                details.append(value + "\n", style=style)
             yield Static(details, id="approval-details")
-            yield Static(Text("arguments (shown literally):", style="dim"))
             with VerticalScroll(id="approval-args"):
                 yield Static(Text(inert_json(r.args, 20_000)), id="approval-args-text")
             yield Static("", id="approval-countdown")
-            yield Input(placeholder="reason for denying, then Enter", id="deny-reason", classes="-hidden")
-            with Horizontal(id="approval-buttons"):
-                yield Button("Approve (y)", variant="success", id="approve")
-                yield Button("Deny (n)", variant="error", id="deny")
-        yield Footer()
+            yield Static(KEYS_LINE, id="approval-keys")
 
     def on_mount(self) -> None:
         self._tick()
@@ -115,19 +121,14 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.finish(deny(self.request, OPERATOR, "denied at the console"))
 
     def action_deny_with_reason(self) -> None:
-        box = self.query_one("#deny-reason", Input)
-        box.remove_class("-hidden")
-        box.focus()
+        if not self.query("#deny-reason"):
+            box = Input(placeholder="reason for denying, then Enter", id="deny-reason")
+            self.query_one("#approval-dialog").mount(box, before="#approval-keys")
+        self.query_one("#deny-reason", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         reason = event.value.strip() or "denied at the console"
         self.finish(deny(self.request, OPERATOR, reason))
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "approve":
-            self.action_approve()
-        else:
-            self.action_deny()
 
 
 class ConfirmModal(ModalScreen[bool]):

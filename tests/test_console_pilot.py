@@ -592,3 +592,23 @@ async def test_conflict_rows_keep_detection_order(tmp_path: Path) -> None:
         rows = [key.value for key in table.rows]
     assert list(app.view.conflicts) == [e.conflict_id for e in batch]
     assert rows == list(app.view.conflicts)
+
+
+async def test_mouse_click_on_the_prompt_approves_and_denies(tmp_path: Path) -> None:
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path)
+    async with running(app, harness) as pilot:
+        first = await wait_modal(pilot, app)
+        first_request = app.current_modal.request.request_id
+        # " y approve " starts the keys line; " n deny " follows after two spaces.
+        await pilot.click("#approval-keys", offset=(3, 0))
+        await wait_until(pilot, lambda: first_request not in pending_ids(app), "the click to approve")
+        second = await wait_modal(pilot, app, exclude={first_request})
+        second_request = app.current_modal.request.request_id
+        await pilot.click("#approval-keys", offset=(16, 0))
+        await wait_until(pilot, lambda: second_request not in pending_ids(app), "the click to deny")
+        await finish_and_quit(pilot, app, "n", {first_request, second_request})
+
+    assert [d["decision"] for d in decision_for(tmp_path, first)] == ["APPROVE"]
+    assert [d["decision"] for d in decision_for(tmp_path, second)] == ["DENY"]
+    assert final_results(tmp_path)[first]["mode"] == "LIVE"
+    assert live_runs(final_results(tmp_path)[second]) == []
