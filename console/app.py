@@ -156,6 +156,7 @@ class OperatorConsole(App[int]):
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
+        self._unsubscribe()  # the harness may outlive the app (tests, resume)
 
     def on_resize(self) -> None:
         self._apply_size()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +139,6 @@ class ExecutorRegistry:
         self._clock = clock
         self.effect_sink = effect_sink
         self._bound: dict[str, ToolExecutor] = {}
-        self.effects: Counter[str] = Counter()
 
     def bind(self, tool_name: str, executor: ToolExecutor) -> None:
         self._registry.get(tool_name)
