@@ -158,7 +158,8 @@ def test_orchestration_dry_run_safety(make_harness):
         for r in result.tool_results:
             assert r["mode"] != "LIVE"
             assert all(x["mode"] != "LIVE" for x in r["executions"])
-    assert h.executors.effects == {}
+    # the simulated external world saw no effect at all
+    assert (h.config.output_dir / "simulated_effects.jsonl").read_text(encoding="utf-8") == ""
     # the run says it was capped
     assert log[0].mode_ceiling is DRY_RUN
     # rollback.json's LIVE failure never happens in a dry run: nothing to roll back
