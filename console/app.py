@@ -362,7 +362,8 @@ def run_console(args: argparse.Namespace) -> int:
     summary = harness.summary
     if summary:
         print(
-            f"Run {summary['pipeline_id']}: {summary['plans_successful']}/{summary['plans_processed']} plans succeeded"
-            f"{' (interrupted)' if summary['interrupted'] else ''}. Outputs in {out}"
+            f"Run {summary['pipeline_id']}: {summary['plans_successful']} of {summary['plans_processed']} plans run"
+            f" succeeded ({summary['plans_processed']} of {summary['plans_total']} run"
+            f"{', interrupted' if summary['interrupted'] else ''}). Outputs in {out}"
         )
     return code if code is not None else exit_codes.OK
