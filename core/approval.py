@@ -10,12 +10,13 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from core.contracts import ExecutionMode, RiskLevel
+from core.loop_bridge import call_on_loop
 
 
 def canonical_action_hash(agent: str, tool: str, args: dict[str, Any], plan_id: str, mode: ExecutionMode) -> str:
@@ -51,8 +52,6 @@ class ApprovalRequest(BaseModel):
 
     @property
     def expires_at(self) -> datetime:
-        from datetime import timedelta
-
         return self.requested_at + timedelta(seconds=self.timeout_s)
 
 
@@ -174,19 +173,9 @@ class QueueGate:
             if not future.done():
                 future.set_result(decision)
 
-        if _on_loop(self._loop):
-            resolve()
-        else:
-            self._loop.call_soon_threadsafe(resolve)
+        call_on_loop(self._loop, resolve)
         return True
 
     def cancel_pending(self, reason: str) -> None:
         for request, _ in list(self._waiting.values()):
             self.answer(deny(request, "lock", reason))
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
