@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from core.approval import (
     ApprovalDecision,
@@ -159,8 +159,7 @@ class ExecutionContext:
         return digest if not self.contract.reversible else f"{digest}:{self.action_id}"
 
 
-@dataclass(frozen=True)
-class TransitionRecord:
+class TransitionRecord(NamedTuple):
     plan_id: str
     action_id: str
     from_state: ExecutionState
@@ -346,8 +345,8 @@ class ExecutionController:
             action_id=ctx.action_id,
             agent=ctx.agent,
             tool=ctx.tool,
-            from_state=from_state.value,
-            to_state=to_state.value,
+            from_state=from_state._value_,
+            to_state=to_state._value_,
             reason=reason,
         )
         self.audit_trail.append(TransitionRecord(ctx.plan_id, ctx.action_id, from_state, to_state, event.ts, reason))

@@ -237,7 +237,7 @@ def event_json(event: Event) -> str:
     the output writer ask for the same event one after the other)."""
     if _last_json[0] is event:
         return str(_last_json[1])
-    body = event.model_dump_json()
+    body = event.__pydantic_serializer__.to_json(event).decode()
     _last_json[0] = event
     _last_json[1] = body
     return body

@@ -194,9 +194,16 @@ class FeedbackLoop:
     ) -> None:
         if not math.isfinite(duration_ms) or duration_ms < 0:
             raise ValueError(f"duration_ms must be a finite non-negative number, got {duration_ms}")
-        confidence = _unit(confidence, "confidence")
-        modes = self._tools.setdefault(tool_name, {})
-        stats = modes.setdefault(ExecutionMode(mode), _ModeStats())
+        if not 0.0 <= confidence <= 1.0:
+            confidence = _unit(confidence, "confidence")
+        modes = self._tools.get(tool_name)
+        if modes is None:
+            modes = self._tools[tool_name] = {}
+        if type(mode) is not ExecutionMode:
+            mode = ExecutionMode(mode)
+        stats = modes.get(mode)
+        if stats is None:
+            stats = modes[mode] = _ModeStats()
         stats.executions += 1
         stats.successful += int(success)
         stats.total_ms += duration_ms

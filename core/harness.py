@@ -4,6 +4,7 @@ plan, learn, monitor, and write the output files. Everything is published on one
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -35,11 +36,12 @@ from core.events import (
 )
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
+from core.gc_policy import run_gc_policy
 from core.journal import Journal
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
 from core.orchestrator import OrchestrationResult, ToolOrchestrator
-from core.outputs import OutputWriter, write_json_atomic
+from core.outputs import OutputWriter, write_text_atomic
 from core.plans import Phase22Validation, ToolExecutionPlan
 from core.resume import PriorRun
 
@@ -313,6 +315,10 @@ class Phase24Harness:
         return asyncio.run(self.run_pipeline())
 
     async def run_pipeline(self) -> dict[str, Any]:
+        with run_gc_policy():
+            return await self._run_pipeline()
+
+    async def _run_pipeline(self) -> dict[str, Any]:
         self._loop = asyncio.get_running_loop()
         self.controller.bind_loop(self._loop)
         if self.writer is not None:
@@ -374,7 +380,7 @@ class Phase24Harness:
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
         if self.prior is None:
-            write_json_atomic(out / RUN_RECORD, self._run_record(), pretty=False)
+            write_text_atomic(out / RUN_RECORD, self._run_record())
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
 
@@ -393,16 +399,15 @@ class Phase24Harness:
                 self.controller.ledger = None
                 self.controller.lock_store = None
 
-    def _run_record(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "config": self.config.model_dump(mode="json"),
-            "plans": [
-                p.model_dump(mode="json", exclude={"agent_assignments", "execution_order", "confidence_scores"})
-                for p in self.plans
-            ],
-            "validations": [v.model_dump(mode="json") for v in self.validations.values()],
-        }
+    def _run_record(self) -> str:
+        """run.json (what a resume needs), encoded by pydantic: the plans can be large."""
+        exclude = {"agent_assignments", "execution_order", "confidence_scores"}
+        plans = ",".join(p.model_dump_json(exclude=exclude) for p in self.plans)
+        validations = ",".join(v.model_dump_json() for v in self.validations.values())
+        return (
+            f'{{"run_id":{json.dumps(self.run_id, ensure_ascii=False)},"config":{self.config.model_dump_json()},'
+            f'"plans":[{plans}],"validations":[{validations}]}}'
+        )
 
     async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> None:
         validation = self.validation_for(plan)
@@ -452,7 +457,7 @@ class Phase24Harness:
     def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
         self.results.append(result)
         if self.writer is not None:
-            self.writer.write_plan_result(index, plan.plan_id, result.model_dump(mode="json"))
+            self.writer.write_plan_result(index, plan.plan_id, result.model_dump_json())
         self.statuses.append(
             self.bus.emit(
                 PlanFinished,

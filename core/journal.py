@@ -216,7 +216,28 @@ class Journal:
 
     def observe(self, event: Event) -> None:
         """Bus subscriber: chain the event and add it to the batch; commit when the batch is full."""
-        self._check_usable()
+        if self._failure is not None or self._closed:
+            self._check_usable()
+        seq = event.seq
+        last = self._last_seq
+        if (seq != last + 1 and (last or seq < 1)) or event.run_id != self.run_id:
+            self._refuse_out_of_order(event)
+        body = event_json(event)
+        kind = event.kind
+        prev = self._last_hash
+        digest = chain_hash(prev, seq, kind, body)
+        # The ts column is the body's own timestamp text (kind and seq come before it).
+        start = body.index('"ts":"') + 6
+        self._pending.append((seq, kind, body[start : body.index('"', start)], event.run_id, body, prev, digest))
+        self._last_seq = seq
+        self._last_hash = digest
+        if len(self._pending) >= self.batch_size:
+            # Group commit without fsync: a process crash loses nothing committed, a power
+            # loss at most what came after the last barrier (MOCK/DRY_RUN bookkeeping only).
+            # Every barrier, intent, outcome and state change is a durable (fsynced) commit.
+            self._transaction(None, durable=False)
+
+    def _refuse_out_of_order(self, event: Event) -> None:
         seq = event.seq
         if self._last_seq and seq != self._last_seq + 1:
             # A gap or a step back would be a hole or a fork in the audit trail: stop here.
@@ -225,16 +246,6 @@ class Journal:
             self._refuse(f"event seq {seq} is not a positive sequence number")
         if event.run_id != self.run_id:
             self._refuse(f"event seq {seq} belongs to run {event.run_id!r}, not this journal's run {self.run_id!r}")
-        body = event_json(event)
-        digest = chain_hash(self._last_hash, seq, event.kind, body)
-        self._pending.append((seq, event.kind, event.ts.isoformat(), event.run_id, body, self._last_hash, digest))
-        self._last_seq = seq
-        self._last_hash = digest
-        if len(self._pending) >= self.batch_size:
-            # Group commit without fsync: a process crash loses nothing committed, a power
-            # loss at most what came after the last barrier (MOCK/DRY_RUN bookkeeping only).
-            # Every barrier, intent, outcome and state change is a durable (fsynced) commit.
-            self._transaction(None, durable=False)
 
     def commit(self, durable: bool = True) -> None:
         """Commit every pending record in one transaction.

@@ -133,18 +133,20 @@ class ExecutionMonitor:
         confidence: float,
         *,
         attempt: int = 1,
+        at: datetime | None = None,
     ) -> None:
-        """Count one execution; `attempt` > 1 marks a retry of an action already counted."""
+        """Count one execution; `attempt` > 1 marks a retry of an action already counted.
+        `at` is when it happened (the event's timestamp; default: now on the monitor's clock)."""
         self.executions += 1
         self.successful += int(success)
         self.live_executions += int(mode is ExecutionMode.LIVE)
         self.actions_seen += int(attempt <= 1)
         self._duration_sum += max(0.0, duration_ms)
-        self._confidence_sum += _clamp(confidence)
+        self._confidence_sum += confidence if 0.0 <= confidence <= 1.0 else _clamp(confidence)
         history = self._tool_history.get(tool)
         if history is None:
             history = self._tool_history[tool] = deque(maxlen=self.history_limit)
-        history.append((self.clock.now(), success, duration_ms))
+        history.append((self.clock.now() if at is None else at, success, duration_ms))
 
     def record_conflicts(self, n: int = 1) -> None:
         self.conflicts += max(0, n)
@@ -173,6 +175,7 @@ class ExecutionMonitor:
                 event.duration_ms,
                 event.confidence,
                 attempt=event.attempt,
+                at=event.ts,
             )
             # Every LIVE execution of an approved action (retries included) is judged.
             if event.mode is ExecutionMode.LIVE and (event.plan_id, event.action_id) in self._approved:

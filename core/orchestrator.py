@@ -191,8 +191,9 @@ class _PlanRun:
         if abort is not None:
             self._cancel(ctx, f"conflict resolution: {abort}")
             return
-        waits = set(action.depends_on) | self.resolution.extra_dependencies.get(action.id, set())
-        for dep in sorted(waits):
+        extra = self.resolution.extra_dependencies.get(action.id)
+        waits = (set(action.depends_on) | extra) if extra else action.depends_on
+        for dep in sorted(waits) if len(waits) > 1 else waits:
             await self.done[dep].wait()
             dep_ctx = self.contexts.get(dep)
             if dep_ctx is None or dep_ctx.state is not ExecutionState.COMPLETED:
@@ -266,19 +267,25 @@ class _PlanRun:
 
     def result(self, conflicts_detected: int, conflicts_resolved: int) -> OrchestrationResult:
         undone = self.undone
+        cancelled = self.cancelled
+        contexts = self.contexts
+        simulated = {tool: self.o.executors.for_tool(tool).simulated for tool in {a.tool for a in self.plan.actions}}
+        completed, locked = ExecutionState.COMPLETED, ExecutionState.LOCKED
         results = []
         counts = {"successful": 0, "failed": 0, "held": 0, "cancelled": 0}
         for action in self.plan.actions:
-            ctx = self.contexts[action.id]
-            if ctx.state is ExecutionState.COMPLETED:
+            ctx = contexts[action.id]
+            state = ctx.state
+            if state is completed:
                 counts["successful"] += 1
-            elif ctx.state is ExecutionState.LOCKED:
+            elif state is locked:
                 counts["held"] += 1
-            elif action.id in self.cancelled:
+            elif action.id in cancelled:
                 counts["cancelled"] += 1
             else:
                 counts["failed"] += 1
             highest = ctx.highest_mode
+            runs = ctx.runs
             results.append(
                 {
                     "action_id": action.id,
@@ -286,28 +293,29 @@ class _PlanRun:
                     "planned_agent": action.agent,
                     "tool": action.tool,
                     "confidence": action.confidence,
-                    "final_state": ctx.state.value,
-                    "mode": highest.value if highest else None,
-                    "target_mode": ctx.target_mode.value,
-                    "success": ctx.state is ExecutionState.COMPLETED,
-                    "duration_ms": round(sum(r.duration_ms for r in ctx.runs), 3),
+                    "final_state": state._value_,
+                    "mode": highest._value_ if highest else None,
+                    "target_mode": ctx.target_mode._value_,
+                    "success": state is completed,
+                    "duration_ms": round(sum(r.duration_ms for r in runs), 3),
                     "executions": [
                         {
-                            "mode": r.mode.value,
+                            "mode": r.mode._value_,
                             "success": r.success,
                             "duration_ms": r.duration_ms,
                             "attempt": r.attempt,
                             **({"error": r.error} if r.error else {}),
                         }
-                        for r in ctx.runs
+                        for r in runs
                     ],
                     "reason": ctx.reason,
                     "approval": ctx.approval,
                     "rolled_back": action.id in undone,
-                    "simulated": self.o.executors.for_tool(action.tool).simulated,
+                    "simulated": simulated[action.tool],
                 }
             )
-        return OrchestrationResult(
+        # Built here from trusted values: skip re-validating thousands of records.
+        return OrchestrationResult.model_construct(
             plan_id=self.plan.plan_id,
             status="FAILED" if counts["failed"] else "SUCCEEDED",
             successful_executions=counts["successful"],

@@ -60,8 +60,12 @@ def write_json_atomic(path: Path, data: Any, pretty: bool = True) -> None:
 
     `pretty=False` for large files: indentation forces Python's slow pure-Python encoder.
     """
+    write_text_atomic(path, json.dumps(data, indent=2 if pretty else None, ensure_ascii=False, default=str))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write already-encoded JSON text atomically (temporary file, fsync, rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(data, indent=2 if pretty else None, ensure_ascii=False, default=str)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
         fh.flush()
@@ -157,8 +161,13 @@ class OutputWriter:
                 },
             )
 
-    def write_plan_result(self, plan_index: int, plan_id: str, result: dict[str, Any]) -> None:
-        self._line(TOOL_EXECUTION_LOG, {"plan_index": plan_index, "plan_id": plan_id, "result": result})
+    def write_plan_result(self, plan_index: int, plan_id: str, result: dict[str, Any] | str) -> None:
+        """One line per plan; `result` is the result record or its JSON already encoded."""
+        if isinstance(result, str):
+            line = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":{result}}}'
+            self._line(TOOL_EXECUTION_LOG, line)
+        else:
+            self._line(TOOL_EXECUTION_LOG, {"plan_index": plan_index, "plan_id": plan_id, "result": result})
         self.flush()
 
     def flush(self) -> None:
