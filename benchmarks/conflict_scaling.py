@@ -16,7 +16,9 @@ The generated plans (20 declared agents, seed 24) contain:
 TIMEOUT is runtime-only (raised by `record_timeout` while executing), so no plan has it.
 
 Timed: `detect_conflicts(plan)` + `resolve_conflicts(plan, conflicts)` on a fresh
-`ConflictResolver`, best of 5 (plan validation is reported separately).
+`ConflictResolver`, best of 5 (plan validation is reported separately), under the
+collector policy every run executes with (`core.gc_policy.run_gc_policy`: the loaded plan
+frozen, rarer young collections), as `orchestrate()` does inside `run_pipeline`.
 
     python -m benchmarks.conflict_scaling [--quick]
 """
@@ -127,6 +129,7 @@ def build_plan(actions: int, seed: int = 24, agents: int = 20) -> dict[str, Any]
 def measure(actions: int) -> dict[str, Any]:
     from core.conflicts import ConflictResolver
     from core.contracts import standard_registry
+    from core.gc_policy import run_gc_policy
     from core.plans import parse_plans
 
     registry = standard_registry()
@@ -141,11 +144,12 @@ def measure(actions: int) -> dict[str, Any]:
         del conflicts, resolutions
         gc.collect()
         resolver = ConflictResolver(registry, rng=random.Random(24))
-        t0 = time.perf_counter()
-        conflicts = resolver.detect_conflicts(plan)
-        t1 = time.perf_counter()
-        resolutions, _plan = resolver.resolve_conflicts(plan, conflicts)
-        t2 = time.perf_counter()
+        with run_gc_policy():
+            t0 = time.perf_counter()
+            conflicts = resolver.detect_conflicts(plan)
+            t1 = time.perf_counter()
+            resolutions, _plan = resolver.resolve_conflicts(plan, conflicts)
+            t2 = time.perf_counter()
         times.append((t1 - t0, t2 - t1))
     detect_s, resolve_s = min(times, key=sum)
     by_type = Counter(c.conflict_type.value for c in conflicts)
