@@ -269,7 +269,7 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             f"peak RSS {syn['peak_rss_mb']} MB, {syn['rss_end_mb']} MB after everything was drained (CPython "
             "keeps the freed memory in its arenas). While the backlog lasts the UI draws "
             f"{syn['frames_per_s']} frames/s and keys wait up to {syn['key_max_ms']} ms: one `drain()` "
-            "takes at most 25,000 events per tick (ten ticks a second), and `RunView.apply` formats "
+            "takes at most 25,000 events per tick (five ticks a second), and `RunView.apply` formats "
             "only the newest 400 lines of a tick.",
             "",
         ]

@@ -1,7 +1,7 @@
 """The hand-off from the core's thread to the UI: the core appends, a UI timer drains.
 
 A `deque` is safe for one producer and one consumer without a lock. The UI drains in
-batches (10 times a second), so a flood of events costs one widget update per tick.
+batches (5 times a second), so a flood of events costs one widget update per tick.
 """
 
 from __future__ import annotations
