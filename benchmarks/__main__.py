@@ -153,7 +153,7 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             )
             + (
                 f"Per action the 100k run costs {s100['us_per_action'] / s10['us_per_action']:.2f}x the 10k one "
-                "(the pipeline is linear; a larger heap and working set change the cost per action a little). "
+                "(the same events per action; a 10x larger heap and working set make each one slower). "
                 if s100
                 else ""
             )
