@@ -108,7 +108,7 @@ class ModeRun:
     timed_out: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class ExecutionContext:
     """One action as the controller sees it while it climbs."""
 

@@ -136,7 +136,13 @@ class _PlanRun:
         self.resolution = resolution
         self.queues = owner.allocate_tools(plan, resolution)
         self.contexts: dict[str, ExecutionContext] = {}
-        self.done: dict[str, asyncio.Event] = {a.id: asyncio.Event() for a in plan.actions}
+        # A finished-signal only for the actions something waits on (most have none: at
+        # 100k actions an Event for each would cost ~0.2 s and tens of MB).
+        awaited = {dep for a in plan.actions for dep in a.depends_on}
+        for deps in resolution.extra_dependencies.values():
+            awaited |= deps
+        awaited &= {a.id for a in plan.actions}  # an unknown id stays a KeyError, never a silent wait
+        self.done: dict[str, asyncio.Event] = {action_id: asyncio.Event() for action_id in awaited}
         self.resource_locks = {r: asyncio.Lock() for r in resolution.serialised_resources}
         self.tool_slots: dict[str, asyncio.Semaphore] = {}
         self.rollback_stack: list[ExecutionContext] = []
@@ -175,7 +181,9 @@ class _PlanRun:
             try:
                 await self._one(ctx)
             finally:
-                self.done[action.id].set()
+                finished = self.done.get(action.id)
+                if finished is not None:
+                    finished.set()
             # Yield every few actions (an action that does not wait never yields): other
             # agents, and the operator's pause/stop/unlock and approval answers (callbacks
             # from the console's thread), get their turn within about a millisecond.
