@@ -366,8 +366,9 @@ def write_results(
         f"- Load average (1/5/15 min) before the suite: {load_before}; after: {info['loadavg']}",
         "",
         "Everything runs headless on a shared 2-core VM where other sessions build and test at the "
-        "same time: timings vary by ±20% or more between runs (the 10k core run has been seen "
-        "between 1.3 and 2.5 s), and more when the load average is above ~1. Peak RSS is "
+        "same time, and whose speed changes from minute to minute: the same 10k core run has been "
+        "seen between ~0.85 and ~1.5 s within one hour (the bare-loop floor moving 2x with it), "
+        "more when the load average is above ~1. Peak RSS is "
         "`ru_maxrss` of a fresh process per measurement. How each figure is taken is in the "
         "docstring of its module.",
         "",
