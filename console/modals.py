@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
@@ -24,6 +25,10 @@ KEYS_LINE = (
     "[@click=app.lock][b]l[/b] lock[/]  "
     "[dim](ctrl+l while typing)[/dim]  [b]?[/b] help  [b]q[/b] quit"
 )
+KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every prompt
+# Arguments this short are shown in place; longer ones get a scrolling box (costs a few ms).
+SHORT_ARGS_CHARS = 1_500
+SHORT_ARGS_LINES = 10
 
 
 class ApprovalModal(ModalScreen[ApprovalDecision | None]):
@@ -77,10 +82,14 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         details.append("arguments (shown literally):", style="dim")
         with Vertical(id="approval-dialog"):
             yield Static(details, id="approval-details")
-            with VerticalScroll(id="approval-args"):
-                yield Static(Text(inert_json(r.args, 20_000)), id="approval-args-text")
+            args = inert_json(r.args, 20_000)
+            if len(args) <= SHORT_ARGS_CHARS and args.count("\n") < SHORT_ARGS_LINES:
+                yield Static(Text(args), id="approval-args-text", classes="-short")
+            else:
+                with VerticalScroll(id="approval-args"):
+                    yield Static(Text(args), id="approval-args-text")
             yield Static("", id="approval-countdown")
-            yield Static(KEYS_LINE, id="approval-keys")
+            yield Static(KEYS_CONTENT, id="approval-keys")
 
     def on_mount(self) -> None:
         self._tick()

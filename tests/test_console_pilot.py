@@ -612,3 +612,35 @@ async def test_mouse_click_on_the_prompt_approves_and_denies(tmp_path: Path) -> 
     assert [d["decision"] for d in decision_for(tmp_path, second)] == ["DENY"]
     assert final_results(tmp_path)[first]["mode"] == "LIVE"
     assert live_runs(final_results(tmp_path)[second]) == []
+
+
+async def test_short_arguments_in_place_long_ones_in_a_scrolling_box(tmp_path: Path) -> None:
+    long_args = {f"field_{i:02d}": f"value {i}" for i in range(40)}
+    plan = {
+        "plan_id": "args",
+        "actions": [
+            action("find", agent="crm", tool="ghl_search", args={"q": "Ada"}),  # the provider create depends on
+            action("short", agent="crm", tool="ghl_create_contact", args={"name": "Ada"}),
+            action("long", agent="crm", tool="ghl_create_contact", args=long_args),
+        ],
+    }
+    app, harness, _ = console_app([plan], tmp_path)
+    seen: dict[str, tuple[bool, str]] = {}
+    shown: set[str] = set()
+    async with running(app, harness) as pilot:
+        for _ in range(2):
+            action_id = await wait_modal(pilot, app, exclude=shown)
+            modal = app.current_modal
+            assert modal is not None
+            shown.add(modal.request.request_id)
+            text = str(modal.query_one("#approval-args-text", Static).render())
+            seen[action_id] = (bool(modal.query("#approval-args")), text)
+            await pilot.press("n")
+        await pilot.press("q")
+        await wait_exit(pilot, app)
+
+    scrolls, text = seen["short"]
+    assert not scrolls and '"name": "Ada"' in text
+    scrolls, text = seen["long"]
+    assert scrolls  # 40 lines: a box that scrolls, never a prompt taller than the screen
+    assert all(f'"field_{i:02d}": "value {i}"' in text for i in range(40))
