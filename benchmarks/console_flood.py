@@ -1,6 +1,6 @@
 """The console under a flood: the 100k plan through the live console, headless.
 
-Four fresh processes, so each peak RSS is its own:
+Each in a fresh process, so each peak RSS is its own:
 1. headless: the same plan through `execute_orchestration_pipeline()` (the baseline);
 2. console: `make_app(harness, gate)` in `app.run_test(size=(160, 48))`, the core in the
    app's thread worker, dry_run_only, SystemClock. While it runs, 40 `p` keys (20
