@@ -26,9 +26,20 @@ KEYS_LINE = (
     "[dim](ctrl+l while typing)[/dim]  [b]?[/b] help  [b]q[/b] quit"
 )
 KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every prompt
-# Arguments this short are shown in place; longer ones get a scrolling box (costs a few ms).
-SHORT_ARGS_CHARS = 1_500
-SHORT_ARGS_LINES = 10
+# Arguments that fit in the box's 10 rows even when wrapped at 60 columns (a narrow
+# terminal) are shown in place; longer ones get a scrolling box (it costs a few ms to show).
+SHORT_ARGS_ROWS = 10
+SHORT_ARGS_WIDTH = 60
+
+
+def fits_in_place(text: str) -> bool:
+    """True if every line of `text` is on screen without scrolling, wrapped or not."""
+    rows = 0
+    for line in text.split("\n"):
+        rows += max(1, -(-len(line) // SHORT_ARGS_WIDTH))
+        if rows > SHORT_ARGS_ROWS:
+            return False
+    return True
 
 
 class ApprovalModal(ModalScreen[ApprovalDecision | None]):
@@ -83,7 +94,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         with Vertical(id="approval-dialog"):
             yield Static(details, id="approval-details")
             args = inert_json(r.args, 20_000)
-            if len(args) <= SHORT_ARGS_CHARS and args.count("\n") < SHORT_ARGS_LINES:
+            if fits_in_place(args):
                 yield Static(Text(args), id="approval-args-text", classes="-short")
             else:
                 with VerticalScroll(id="approval-args"):

@@ -644,3 +644,14 @@ async def test_short_arguments_in_place_long_ones_in_a_scrolling_box(tmp_path: P
     scrolls, text = seen["long"]
     assert scrolls  # 40 lines: a box that scrolls, never a prompt taller than the screen
     assert all(f'"field_{i:02d}": "value {i}"' in text for i in range(40))
+
+
+def test_arguments_stay_in_place_only_when_every_wrapped_row_fits():
+    from console.modals import SHORT_ARGS_ROWS, SHORT_ARGS_WIDTH, fits_in_place
+
+    assert fits_in_place("\n".join(["x"] * SHORT_ARGS_ROWS))
+    assert not fits_in_place("\n".join(["x"] * (SHORT_ARGS_ROWS + 1)))
+    # One long line wraps: it counts as the rows it takes, so it never gets cut off.
+    assert fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS))
+    assert not fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS + 1))
+    assert not fits_in_place("a\n" + "y" * (SHORT_ARGS_WIDTH * (SHORT_ARGS_ROWS - 1) + 1))
