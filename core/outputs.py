@@ -161,13 +161,10 @@ class OutputWriter:
                 },
             )
 
-    def write_plan_result(self, plan_index: int, plan_id: str, result: dict[str, Any] | str) -> None:
-        """One line per plan; `result` is the result record or its JSON already encoded."""
-        if isinstance(result, str):
-            line = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":{result}}}'
-            self._line(TOOL_EXECUTION_LOG, line)
-        else:
-            self._line(TOOL_EXECUTION_LOG, {"plan_index": plan_index, "plan_id": plan_id, "result": result})
+    def write_plan_result(self, plan_index: int, plan_id: str, result_json: str) -> None:
+        """One line per plan; `result_json` is the plan's result, already encoded."""
+        line = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":{result_json}}}'
+        self._line(TOOL_EXECUTION_LOG, line)
         self.flush()
 
     def flush(self) -> None:
