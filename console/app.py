@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Grid, Vertical, VerticalScroll
+from textual.containers import Grid
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Log, Tab, Tabs
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
 from console.feed import EventFeed
-from console.modals import ApprovalModal, ConfirmModal, HelpScreen
+from console.modals import ApprovalModal, ConfirmModal, HelpScreen, prompt_widgets
 from console.panes import (
     ApprovalsPane,
     ConflictsPane,
@@ -159,7 +159,7 @@ class OperatorConsole(App[int]):
         """Register the approval prompt's widget CSS now, while nothing waits. Textual adds a
         widget type's default CSS the first time one mounts and then re-parses the whole
         stylesheet: without this the first prompt of a session paid that (~10-20 ms)."""
-        for widget in (ModalScreen(), Vertical(), VerticalScroll(), Input()):
+        for widget in prompt_widgets():
             for read_from, css, tie_breaker, scope in widget._get_default_css():
                 self.stylesheet.add_source(
                     css, read_from=read_from, is_default_css=True, tie_breaker=tie_breaker, scope=scope

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Static
 
 from core.approval import ApprovalDecision, ApprovalRequest, deny, grant
@@ -30,6 +31,12 @@ KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every promp
 # terminal) are shown in place; longer ones get a scrolling box (it costs a few ms to show).
 SHORT_ARGS_ROWS = 10
 SHORT_ARGS_WIDTH = 60
+
+
+def prompt_widgets() -> tuple[Widget, ...]:
+    """One of each widget type the approval prompt may mount that the main screen does not
+    (the app registers their CSS at start-up; see `OperatorConsole._register_prompt_css`)."""
+    return (ModalScreen(), Vertical(), VerticalScroll(), Input())
 
 
 def fits_in_place(text: str) -> bool:
