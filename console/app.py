@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Tab, Tabs
+from textual.widgets import Log, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
@@ -30,6 +30,7 @@ from console.panes import (
     ApprovalsPane,
     ConflictsPane,
     HealthPane,
+    KeysFooter,
     LockBanner,
     SignalsPane,
     StatusBar,
@@ -138,7 +139,7 @@ class OperatorConsole(App[int]):
             yield ApprovalsPane("Approvals queue (oldest first)", id="approvals")
             yield ConflictsPane("Conflicts", id="conflicts")
             yield SignalsPane("Learning signals", id="signals")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         # The core runs in a thread of this process: hand the GIL over more often than the

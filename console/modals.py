@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Static
 
+from console.panes import Readout
 from core.approval import ApprovalDecision, ApprovalRequest, deny, grant
 from core.inert import inert, inert_json
 
@@ -106,7 +107,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             else:
                 with VerticalScroll(id="approval-args"):
                     yield Static(Text(args), id="approval-args-text")
-            yield Static("", id="approval-countdown")
+            yield Readout("", id="approval-countdown")
             yield Static(KEYS_CONTENT, id="approval-keys")
 
     def on_mount(self) -> None:
@@ -118,7 +119,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     def _tick(self) -> None:
         left = self.seconds_left()
-        self.query_one("#approval-countdown", Static).update(
+        self.query_one("#approval-countdown", Readout).show(
             Text(f"no answer in {left:4.0f}s = DENY", style="bold red" if left < 10 else "bold yellow")
         )
         if left <= 0:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Log, Sparkline, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Sparkline, Static
 
 from console.run_view import RunView
 from core.inert import inert
@@ -18,7 +20,61 @@ SEVERITY_STYLE = {6: "yellow", 7: "bold yellow", 8: "bold red"}
 LOG_LINES = 2000
 
 
-class StatusBar(Static):
+class Readout(Static):
+    """A Static updated on every tick that asks for a layout pass only when its height may change.
+
+    `Static.update` lays out the whole screen by default, and on a large screen that costs
+    more than everything else a tick draws; a readout's size rarely changes. A readout with
+    a fixed height (in cells) never changes size; one with an automatic height keeps it
+    while its text has the same number of lines and no line wraps at the current width.
+    Only then is the layout skipped.
+    """
+
+    def __init__(self, content: Text | str = "", *, id: str | None = None) -> None:
+        super().__init__(content, id=id)
+        self._rows = -1
+
+    def show(self, text: Text) -> None:
+        lines = text.plain.split("\n")
+        height = self.styles.height
+        if height is not None and height.is_cells and self.content_size.width > 0:
+            steady = True
+        else:
+            width = self.content_size.width
+            steady = len(lines) == self._rows and width > 0 and all(cell_len(line) <= width for line in lines)
+        self._rows = len(lines)
+        self.update(text, layout=not steady)
+
+
+class KeysFooter(Footer):
+    """Textual's Footer, rebuilt only when the keys it shows change.
+
+    The Footer re-creates all its key widgets (and so lays out the whole screen) whenever
+    its screen says its bindings may have changed: on every focus change and every time an
+    approval prompt closes. On the console's screen that costs tens of milliseconds, and a
+    prompt that arrives meanwhile waits for it; the keys themselves rarely change.
+    """
+
+    _shown: tuple[tuple[str, str, bool], ...] | None = None
+
+    def _keys(self) -> tuple[tuple[str, str, bool], ...]:
+        return tuple(
+            (binding.key, binding.description, enabled)
+            for (_, binding, enabled, _) in self.screen.active_bindings.values()
+            if binding.show
+        )
+
+    def compose(self) -> ComposeResult:
+        self._shown = self._keys() if self._bindings_ready else None
+        yield from super().compose()
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if self._shown is not None and self.is_attached and screen is self.screen and self._keys() == self._shown:
+            return
+        super().bindings_changed(screen)
+
+
+class StatusBar(Readout):
     """One line: run state, plans done of total, the mode ceiling, counters."""
 
     def render_view(self, view: RunView) -> None:
@@ -42,7 +98,7 @@ class StatusBar(Static):
             text.append(f"  skipped {view.lines_skipped} log lines (flood; all in the output files)", style="dim")
         if view.unknown_outcomes:
             text.append(f"  UNKNOWN outcomes {len(view.unknown_outcomes)}", style="bold reverse red")
-        self.update(text)
+        self.show(text)
 
 
 class LockBanner(Static):
@@ -120,16 +176,16 @@ class ConflictsPane(Pane):
 
 class HealthPane(Pane):
     def compose(self) -> ComposeResult:
-        yield Static(Text("waiting for the first health update"), id="health-score")
+        yield Readout(Text("waiting for the first health update"), id="health-score")
         yield Sparkline([], id="health-spark", summary_function=min)
-        yield Static("", id="health-metrics")
-        yield Static("", id="health-anomalies")
+        yield Readout("", id="health-metrics")
+        yield Readout("", id="health-anomalies")
 
     def render_view(self, view: RunView) -> None:
         if view.health_score is None:
             return
         tier = view.health_tier
-        self.query_one("#health-score", Static).update(
+        self.query_one("#health-score", Readout).show(
             Text.assemble(
                 ("Health ", "bold"),
                 (f"{view.health_score:5.1f}", TIER_STYLE.get(tier, "bold")),
@@ -143,7 +199,7 @@ class HealthPane(Pane):
         for i, name in enumerate(names):
             metrics.append(f"{name:<20}{view.metrics[name]:>8}")
             metrics.append("\n" if i % 2 else "   ")
-        self.query_one("#health-metrics", Static).update(metrics)
+        self.query_one("#health-metrics", Readout).show(metrics)
         anomalies = Text()
         if not view.anomalies:
             anomalies.append("no anomalies", style="green")
@@ -153,7 +209,7 @@ class HealthPane(Pane):
                 f"▲ {inert(anomaly.get('anomaly_type', '?'), 40)} ", style=SEVERITY_STYLE.get(severity, "bold")
             )
             anomalies.append(f"severity {severity}  {inert(anomaly.get('detail', ''), 160)}\n")
-        self.query_one("#health-anomalies", Static).update(anomalies)
+        self.query_one("#health-anomalies", Readout).show(anomalies)
 
 
 class ApprovalsPane(Pane):
@@ -168,7 +224,7 @@ class ApprovalsPane(Pane):
         table.add_column("conf/thr", key="conf", width=10)
         table.add_column("action", key="action", width=20)
         yield table
-        yield Static("", id="approvals-last")
+        yield Readout("", id="approvals-last")
 
     def render_view(self, view: RunView, now: Callable[[], datetime]) -> None:
         table: DataTable[Text] = self.query_one(DataTable)
@@ -193,7 +249,7 @@ class ApprovalsPane(Pane):
         if view.decisions:
             d = view.decisions[-1]
             verdict = ("APPROVED", "bold green") if d.approved else ("DENIED", "bold red")
-            self.query_one("#approvals-last", Static).update(
+            self.query_one("#approvals-last", Readout).show(
                 Text.assemble(
                     "last: ",
                     verdict,

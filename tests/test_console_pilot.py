@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets._footer import FooterKey
 
 from console.modals import ApprovalModal, ConfirmModal, HelpScreen
-from console.panes import LockBanner
+from console.panes import KeysFooter, LockBanner, Readout
 from core.clock import SystemClock
 from core.events import ConflictDetected
 from core.outputs import OPERATOR_DECISIONS, REPORT_FILES
@@ -655,3 +658,80 @@ def test_arguments_stay_in_place_only_when_every_wrapped_row_fits():
     assert fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS))
     assert not fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS + 1))
     assert not fits_in_place("a\n" + "y" * (SHORT_ARGS_WIDTH * (SHORT_ARGS_ROWS - 1) + 1))
+
+
+# -- drawing cost -----------------------------------------------------------------------
+
+
+async def test_footer_keys_are_rebuilt_only_when_they_change(tmp_path: Path) -> None:
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path)
+    async with running(app, harness) as pilot:
+        footer = app.screen_stack[0].query_one(KeysFooter)
+        await wait_until(pilot, lambda: footer.query(FooterKey), "the footer's keys")
+        keys = list(footer.query(FooterKey))
+        first = await wait_modal(pilot, app)
+        request_id = app.current_modal.request.request_id
+        await pilot.press("n")
+        await wait_until(
+            pilot,
+            lambda: app.current_modal is None or app.current_modal.request.action_id != first,
+            "the prompt to close",
+        )
+        await pilot.pause(0.2)
+        # A prompt came and went, focus moved twice: the same keys, not rebuilt.
+        assert list(footer.query(FooterKey)) == keys
+        assert all(key.is_attached for key in keys)
+        # Locking changes which keys are enabled: now the footer is rebuilt, lock dimmed.
+        await pilot.press("l")
+        await wait_until(pilot, lambda: not app.gate.pending and app.current_modal is None, "the lock's denials")
+        await wait_until(pilot, lambda: list(footer.query(FooterKey)) != keys, "the footer to show the lock")
+        lock_keys = [key for key in footer.query(FooterKey) if key.action == "lock"]
+        assert lock_keys and all(key.has_class("-disabled") for key in lock_keys)
+        await finish_and_quit(pilot, app, "n", {request_id})
+
+
+class _Readouts(App[None]):
+    CSS = "#fixed { height: 1; } #auto { height: auto; }"
+
+    def compose(self) -> ComposeResult:
+        yield Readout(id="fixed")
+        yield Readout(id="auto")
+
+
+async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change() -> None:
+    app = _Readouts()
+    async with app.run_test(size=(40, 12)) as pilot:
+        fixed, auto = app.query_one("#fixed", Readout), app.query_one("#auto", Readout)
+        await pilot.pause()
+        layouts: list[tuple[str, bool]] = []
+        for widget in (fixed, auto):
+            refresh = widget.refresh
+
+            def spy(*regions: Any, _w: Readout = widget, _r: Any = refresh, **kwargs: Any) -> Any:
+                layouts.append((str(_w.id), bool(kwargs.get("layout"))))
+                return _r(*regions, **kwargs)
+
+            widget.refresh = spy  # type: ignore[method-assign]
+
+        fixed.show(Text("a"))
+        fixed.show(Text("b" * 100 + "\nmore"))  # cut off by its fixed height, never taller
+        auto.show(Text("one"))  # the first text: its size is not known yet
+        auto.show(Text("two"))
+        auto.show(Text("two\nlines"))
+        auto.show(Text("and\nmore"))
+        auto.show(Text("x" * 100))  # one row fewer
+        auto.show(Text("y" * 100))  # same row count, but it wraps at 40 columns
+        assert layouts == [
+            ("fixed", False),
+            ("fixed", False),
+            ("auto", True),
+            ("auto", False),
+            ("auto", True),
+            ("auto", False),
+            ("auto", True),
+            ("auto", True),
+        ]
+        auto.show(Text("1\n2\n3"))
+        await pilot.pause()
+        assert auto.size.height == 3 and fixed.size.height == 1
+        assert "3" in str(auto.render())
