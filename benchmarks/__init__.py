@@ -17,6 +17,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -101,6 +102,23 @@ def table(rows: Iterable[Sequence[object]], header: Sequence[str]) -> str:
 def loadavg() -> str:
     """The 1/5/15-minute load averages (other sessions share this machine)."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_calibration(loops: int = 1_000_000, repeats: int = 5) -> float:
+    """Millions of simple interpreter steps per second (best of `repeats`): a dict lookup, a
+    comparison, a tuple and a list append per step, like the bare-loop floor. The machine's
+    speed changes from day to day and minute to minute; this says how fast it was."""
+    table_ = {i: i & 7 for i in range(8)}
+    best = float("inf")
+    for _ in range(repeats):
+        out: list[tuple[int, bool]] = []
+        append = out.append
+        t0 = time.perf_counter()
+        for i in range(loops):
+            risk = table_[i & 7]
+            append((risk, risk > 3))
+        best = min(best, time.perf_counter() - t0)
+    return loops / best / 1e6
 
 
 def report(result: dict[str, Any]) -> None:

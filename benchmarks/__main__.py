@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import PYTHON, ROOT, met_text, run_child, table
+from benchmarks import PYTHON, ROOT, cpu_calibration, met_text, run_child, table
 from benchmarks.core_throughput import BAR_ACTIONS_PER_S as BAR_CORE_ACTIONS_PER_S
 
 BENCHMARKS = ("core_throughput", "conflict_scaling", "console_flood", "startup", "approval_latency")
@@ -348,6 +348,7 @@ def write_results(
     profiles: dict[str, dict[str, Any]],
     total_s: float,
     load_before: str,
+    speed: tuple[float, float],
 ) -> None:
     info = machine()
     rows = [
@@ -369,6 +370,9 @@ def write_results(
         + "; ".join(f"{k} {r.get('loadavg_at_end', '?')}" for k, r in results.items()),
         "",
         f"- Load average (1/5/15 min) before the suite: {load_before}; after: {info['loadavg']}",
+        f"- CPU calibration (`benchmarks.cpu_calibration`: million simple interpreter steps/s, best of 5): "
+        f"{speed[0]:.1f} before the suite, {speed[1]:.1f} after. Compare it between runs before comparing "
+        "their figures: on this VM it has been seen to halve from one day to the next.",
         "",
         "Everything runs headless on a shared 2-core VM where other sessions build and test at the "
         "same time, and whose speed changes from minute to minute: the same 10k core run has been "
@@ -411,6 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, Any]] = {}
     elapsed: dict[str, float] = {}
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    speed_before = cpu_calibration()
+    print(f"CPU calibration: {speed_before:.1f} million steps/s", flush=True)
     t0 = time.perf_counter()
     for name in names:
         print(f"\n== {name} ==", flush=True)
@@ -442,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as exc:  # a profile is a bonus; never lose the figures for it
                 print(f"profile of {name} failed: {exc}", file=sys.stderr)
     total = time.perf_counter() - t0
+    speed_after = cpu_calibration()
     rows = [
         (b["benchmark"], b["figure"].strip(), b["value"], b["bar"], met_text(b["met"]).replace("*", ""))
         for name in names
@@ -450,8 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n== summary ==")
     print(table(rows, ("benchmark", "figure", "value", "bar", "met?")))
     print(f"total {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in elapsed.items()) + ")")
+    print(f"CPU calibration: {speed_before:.1f} million steps/s before, {speed_after:.1f} after")
     if not args.quick and not args.only:
-        write_results(results, elapsed, profiles, total, load_before)
+        write_results(results, elapsed, profiles, total, load_before, (speed_before, speed_after))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
