@@ -316,17 +316,20 @@ def notes(results: dict[str, dict[str, Any]], profiles: dict[str, dict[str, Any]
             f"{s['samples_ms']}.",
             f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
             f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
-            "- What limits it (cProfile below; per-request timings taken while writing this note): the "
-            "request reaches the app in ~0.3 ms; composing and mounting the prompt's few widgets takes "
-            "~4-6 ms, its layout and first full-screen render ~7-10 ms (the prompt is opaque: no dimmed "
-            "background to composite), all on the UI thread, which also serves the running core's event "
-            "feed. The slow samples are requests that arrive while the UI thread is in the middle of "
-            "painting the panes (the first frames after start-up take ~35 ms): the prompt waits for that "
-            "frame to finish. Already done: short arguments are shown in place (a scrolling box only for "
-            "long ones), the key line is parsed once, and the prompt's widget CSS is registered at "
-            "start-up (the first prompt of a session used to pay a full stylesheet re-parse, ~15 ms). "
-            "After `y`, the modal is dismissed, the approval worker hands the decision to the core "
-            "(`QueueGate.answer` -> `call_soon_threadsafe`; the UI thread and the core's thread share "
+            f"- What limits it (cProfile below): the request reaches the app in well under a millisecond; "
+            f"composing and mounting the prompt's few widgets is the p50 {m['p50_ms']} ms above, and the "
+            f"rest (p50 ~{max(0.0, s['p50_ms'] - m['p50_ms']):.1f} ms) is Textual's layout and first "
+            "full-screen render of the new screen (opaque: no dimmed background to composite), all on the "
+            "UI thread, which also serves the running core's event feed. The slowest samples are requests "
+            "that arrive while the UI thread is drawing a tick. Already done: a tick never lays out the "
+            "whole screen unless a widget's size can have changed, and the Footer rebuilds its keys only "
+            "when they change (`console/panes.py`: `Readout`, `KeysFooter`): before, every request that "
+            "arrived soon after the previous prompt closed waited for the Footer to rebuild and the whole "
+            "screen to be laid out, 3-5x the usual latency; short arguments are shown in place (a "
+            "scrolling box only for long ones); the key line is parsed once; and the prompt's widget CSS "
+            "is registered at start-up (the first prompt of a session used to pay a full stylesheet "
+            "re-parse). After `y`, the modal is dismissed, the approval worker hands the decision to the "
+            "core (`QueueGate.answer` -> `call_soon_threadsafe`; the UI thread and the core's thread share "
             "the GIL), then the core commits and fsyncs the journal once before LIVE (the LIVE intent "
             "record, which carries the decision event with it).",
             "",
@@ -375,9 +378,10 @@ def write_results(
         "their figures: on this VM it has been seen to halve from one day to the next.",
         "",
         "Everything runs headless on a shared 2-core VM where other sessions build and test at the "
-        "same time, and whose speed changes from minute to minute: the same 10k core run has been "
-        "seen between ~0.85 and ~1.5 s within one hour (the bare-loop floor moving 2x with it), "
-        "more when the load average is above ~1. Peak RSS is "
+        "same time, and whose speed changes from minute to minute and more from day to day: the same "
+        "10k core run has been seen between ~0.85 and ~1.5 s within one hour (the bare-loop floor "
+        "moving 2x with it), and at ~2.7 s on a slow afternoon (CPU calibration 4.5), more when the "
+        "load average is above ~1. Peak RSS is "
         "`ru_maxrss` of a fresh process per measurement. How each figure is taken is in the "
         "docstring of its module.",
         "",

@@ -26,8 +26,8 @@ class Readout(Static):
     `Static.update` lays out the whole screen by default, and on a large screen that costs
     more than everything else a tick draws; a readout's size rarely changes. A readout with
     a fixed height (in cells) never changes size; one with an automatic height keeps it
-    while its text has the same number of lines and no line wraps at the current width.
-    Only then is the layout skipped.
+    while its text has the same number of lines and no line wraps at the current width; a
+    hidden one is measured when it is shown. Only then is the layout skipped.
     """
 
     def __init__(self, content: Text | str = "", *, id: str | None = None) -> None:
@@ -36,12 +36,14 @@ class Readout(Static):
 
     def show(self, text: Text) -> None:
         lines = text.plain.split("\n")
+        width = self.content_size.width
         height = self.styles.height
-        if height is not None and height.is_cells and self.content_size.width > 0:
+        if width == 0 or (height is not None and height.is_cells):
+            # Not laid out (hidden, e.g. a pane behind a tab, or not yet arranged): the layout
+            # that shows it measures this text. Or a fixed height: the text cannot move anything.
             steady = True
         else:
-            width = self.content_size.width
-            steady = len(lines) == self._rows and width > 0 and all(cell_len(line) <= width for line in lines)
+            steady = len(lines) == self._rows and all(cell_len(line) <= width for line in lines)
         self._rows = len(lines)
         self.update(text, layout=not steady)
 

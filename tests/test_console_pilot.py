@@ -691,20 +691,22 @@ async def test_footer_keys_are_rebuilt_only_when_they_change(tmp_path: Path) -> 
 
 
 class _Readouts(App[None]):
-    CSS = "#fixed { height: 1; } #auto { height: auto; }"
+    CSS = "#fixed { height: 1; } #auto { height: auto; } #hidden { height: auto; display: none; }"
 
     def compose(self) -> ComposeResult:
         yield Readout(id="fixed")
         yield Readout(id="auto")
+        yield Readout(id="hidden")
 
 
 async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change() -> None:
     app = _Readouts()
     async with app.run_test(size=(40, 12)) as pilot:
         fixed, auto = app.query_one("#fixed", Readout), app.query_one("#auto", Readout)
+        hidden = app.query_one("#hidden", Readout)
         await pilot.pause()
         layouts: list[tuple[str, bool]] = []
-        for widget in (fixed, auto):
+        for widget in (fixed, auto, hidden):
             refresh = widget.refresh
 
             def spy(*regions: Any, _w: Readout = widget, _r: Any = refresh, **kwargs: Any) -> Any:
@@ -721,6 +723,7 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
         auto.show(Text("and\nmore"))
         auto.show(Text("x" * 100))  # one row fewer
         auto.show(Text("y" * 100))  # same row count, but it wraps at 40 columns
+        hidden.show(Text("not\nshown"))  # measured when it is shown
         assert layouts == [
             ("fixed", False),
             ("fixed", False),
@@ -730,8 +733,12 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
             ("auto", False),
             ("auto", True),
             ("auto", True),
+            ("hidden", False),
         ]
         auto.show(Text("1\n2\n3"))
         await pilot.pause()
         assert auto.size.height == 3 and fixed.size.height == 1
         assert "3" in str(auto.render())
+        hidden.display = True
+        await pilot.pause()
+        assert hidden.size.height == 2
