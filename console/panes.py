@@ -25,7 +25,8 @@ class Readout(Static):
 
     `Static.update` lays out the whole screen by default, and on a large screen that costs
     more than everything else a tick draws; a readout's size rarely changes. A readout with
-    a fixed height (in cells) never changes size; one with an automatic height keeps it
+    a fixed height (in cells) and a width that does not follow its text never changes size;
+    one with an automatic height keeps it
     while its text has the same number of lines and no line wraps at the current width; a
     hidden one is measured when it is shown. Only then is the layout skipped.
     """
@@ -37,11 +38,15 @@ class Readout(Static):
     def show(self, text: Text) -> None:
         lines = text.plain.split("\n")
         width = self.content_size.width
-        height = self.styles.height
-        if width == 0 or (height is not None and height.is_cells):
+        styles = self.styles
+        if width == 0:
             # Not laid out (hidden, e.g. a pane behind a tab, or not yet arranged): the layout
-            # that shows it measures this text. Or a fixed height: the text cannot move anything.
+            # that shows it measures this text.
             steady = True
+        elif styles.width is not None and styles.width.is_auto:
+            steady = False  # its width follows its text
+        elif styles.height is not None and styles.height.is_cells:
+            steady = True  # a fixed size: the text cannot move anything
         else:
             steady = len(lines) == self._rows and all(cell_len(line) <= width for line in lines)
         self._rows = len(lines)

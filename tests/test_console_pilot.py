@@ -691,22 +691,26 @@ async def test_footer_keys_are_rebuilt_only_when_they_change(tmp_path: Path) -> 
 
 
 class _Readouts(App[None]):
-    CSS = "#fixed { height: 1; } #auto { height: auto; } #hidden { height: auto; display: none; }"
+    CSS = (
+        "#fixed { height: 1; } #auto { height: auto; } #hidden { height: auto; display: none; }"
+        " #shrink { height: 1; width: auto; }"
+    )
 
     def compose(self) -> ComposeResult:
         yield Readout(id="fixed")
         yield Readout(id="auto")
         yield Readout(id="hidden")
+        yield Readout("start", id="shrink")
 
 
 async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change() -> None:
     app = _Readouts()
     async with app.run_test(size=(40, 12)) as pilot:
         fixed, auto = app.query_one("#fixed", Readout), app.query_one("#auto", Readout)
-        hidden = app.query_one("#hidden", Readout)
+        hidden, shrink = app.query_one("#hidden", Readout), app.query_one("#shrink", Readout)
         await pilot.pause()
         layouts: list[tuple[str, bool]] = []
-        for widget in (fixed, auto, hidden):
+        for widget in (fixed, auto, hidden, shrink):
             refresh = widget.refresh
 
             def spy(*regions: Any, _w: Readout = widget, _r: Any = refresh, **kwargs: Any) -> Any:
@@ -724,6 +728,7 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
         auto.show(Text("x" * 100))  # one row fewer
         auto.show(Text("y" * 100))  # same row count, but it wraps at 40 columns
         hidden.show(Text("not\nshown"))  # measured when it is shown
+        shrink.show(Text("wider"))  # one row high, but as wide as its text
         assert layouts == [
             ("fixed", False),
             ("fixed", False),
@@ -734,6 +739,7 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
             ("auto", True),
             ("auto", True),
             ("hidden", False),
+            ("shrink", True),
         ]
         auto.show(Text("1\n2\n3"))
         await pilot.pause()
@@ -741,4 +747,4 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
         assert "3" in str(auto.render())
         hidden.display = True
         await pilot.pause()
-        assert hidden.size.height == 2
+        assert hidden.size.height == 2 and shrink.size.width == len("wider")
