@@ -28,7 +28,8 @@ class Readout(Static):
     a fixed height (in cells) and a width that does not follow its text never changes size;
     one with an automatic height keeps it
     while its text has the same number of lines and no line wraps at the current width; a
-    hidden one is measured when it is shown. Only then is the layout skipped.
+    hidden one is measured when it is shown. Only then is the layout skipped (never for the
+    first text a readout shows).
     """
 
     def __init__(self, content: Text | str = "", *, id: str | None = None) -> None:
@@ -39,7 +40,9 @@ class Readout(Static):
         lines = text.plain.split("\n")
         width = self.content_size.width
         styles = self.styles
-        if width == 0:
+        if self._rows < 0:
+            steady = False  # its first text: whatever it was measured with before is gone
+        elif width == 0:
             # Not laid out (hidden, e.g. a pane behind a tab, or not yet arranged): the layout
             # that shows it measures this text.
             steady = True
@@ -63,6 +66,7 @@ class KeysFooter(Footer):
     """
 
     _shown: tuple[tuple[str, str, bool], ...] | None = None
+    _rebuild_pending = False
 
     def _keys(self) -> tuple[tuple[str, str, bool], ...]:
         return tuple(
@@ -72,13 +76,20 @@ class KeysFooter(Footer):
         )
 
     def compose(self) -> ComposeResult:
+        self._rebuild_pending = False
         self._shown = self._keys() if self._bindings_ready else None
         yield from super().compose()
 
     def bindings_changed(self, screen: Screen) -> None:
-        if self._shown is not None and self.is_attached and screen is self.screen and self._keys() == self._shown:
+        # Footer.bindings_changed (textual 8.2.8, pinned), plus: no rebuild while one is
+        # already on its way (it reads the bindings when it runs) or when the keys are the same.
+        self._bindings_ready = True
+        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
             return
-        super().bindings_changed(screen)
+        if self._rebuild_pending or (self._shown is not None and self._keys() == self._shown):
+            return
+        self._rebuild_pending = True
+        self.call_after_refresh(self.recompose)
 
 
 class StatusBar(Readout):
