@@ -26,10 +26,9 @@ class Readout(Static):
     `Static.update` lays out the whole screen by default, and on a large screen that costs
     more than everything else a tick draws; a readout's size rarely changes. A readout with
     a fixed height (in cells) and a width that does not follow its text never changes size;
-    one with an automatic height keeps it
-    while its text has the same number of lines and no line wraps at the current width; a
-    hidden one is measured when it is shown. Only then is the layout skipped (never for the
-    first text a readout shows).
+    one with an automatic height keeps it while its text has the same number of lines and
+    no line wraps at the current width; a hidden one is measured when it is shown. Only then
+    is the layout skipped (never for the first text a readout shows).
     """
 
     def __init__(self, content: Text | str = "", *, id: str | None = None) -> None:
