@@ -55,12 +55,13 @@ REPORT_FILES = (
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
-def write_json_atomic(path: Path, data: Any, pretty: bool = True) -> None:
-    """Write JSON so a reader sees the old file or the new one, never half of one.
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write indented JSON so a reader sees the old file or the new one, never half of one.
 
-    `pretty=False` for large files: indentation forces Python's slow pure-Python encoder.
+    For large records, encode them without indentation (indentation forces Python's slow
+    pure-Python encoder) and use `write_text_atomic`, as run.json does.
     """
-    write_text_atomic(path, json.dumps(data, indent=2 if pretty else None, ensure_ascii=False, default=str))
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
