@@ -9,7 +9,7 @@ is reported separately. The bare-Python floor, in the same process: for each act
 dict lookup of its tool's risk, the mode chosen by threshold (capped at DRY_RUN) and a
 list append of an audit tuple.
 
-Cost breakdown, without a profiler's distortion: the 10k plan again (best of 3 fresh
+Cost breakdown, without a profiler's distortion: the 10k plan again (best of 2 fresh
 processes each) with the journal off (`durable_journal=False`) and with no output at all
 (`write_outputs=False`: neither journal nor files); the differences are what the journal and
 the output files cost per action.
@@ -23,6 +23,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import sys
 import tempfile
@@ -37,6 +38,10 @@ LARGE = ROOT / "sample_plans" / "large.json"
 BIG_ACTIONS, BIG_AGENTS, BIG_SEED = 100_000, 20, 24
 BAR_ACTIONS_PER_S = 20_000
 BAR_FLOOR_RATIO = 10.0
+# Fresh processes per figure: enough to skip a disturbed run, few enough that the whole
+# suite stays under 5 minutes on a slow day of this VM.
+TEN_K_RUNS = 3
+BREAKDOWN_RUNS = 2
 
 
 def bare_loop(actions: Any, registry: Any) -> tuple[float, int]:
@@ -176,8 +181,16 @@ def _short(file: str) -> str:
     return file
 
 
+#: `python -m benchmarks` writes the generated 100k plan once and names it here, so each
+#: benchmark that needs it does not generate it again (the generator is deterministic).
+SHARED_PLAN_ENV = "PHASE24_BENCH_PLAN_100K"
+
+
 def big_plan_file(directory: Path) -> Path:
-    """Write the generated 100k plan as a JSON file (outside the measured process)."""
+    """The generated 100k plan as a JSON file (written outside the measured process)."""
+    shared = os.environ.get(SHARED_PLAN_ENV)
+    if shared and Path(shared).is_file():
+        return Path(shared)
     path = directory / f"large_{BIG_ACTIONS}.json"
     plan = generator().build(BIG_ACTIONS, BIG_AGENTS, BIG_SEED)
     path.write_text(json.dumps(plan, separators=(",", ":")), encoding="utf-8")
@@ -185,8 +198,8 @@ def big_plan_file(directory: Path) -> Path:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    # 10k: best of 5 fresh processes (the machine is shared); 100k: one process.
-    runs = [run_child(f"benchmarks.{NAME}", str(LARGE)) for _ in range(1 if quick else 5)]
+    # 10k: best of 3 fresh processes (the machine is shared); 100k: one process.
+    runs = [run_child(f"benchmarks.{NAME}", str(LARGE)) for _ in range(1 if quick else TEN_K_RUNS)]
     sizes: dict[str, dict[str, Any]] = {"10k": min(runs, key=lambda r: r["run_s"])}
     sizes["10k"]["runs_s"] = [r["run_s"] for r in runs]
     if not quick:
@@ -260,7 +273,7 @@ def breakdown(full: dict[str, Any]) -> dict[str, Any]:
     """µs per action with the journal off and with no output, and what the differences cost."""
     best: dict[str, float] = {"full": full["us_per_action"]}
     for variant in ("no_journal", "no_outputs"):
-        runs = [run_child(f"benchmarks.{NAME}", str(LARGE), "--variant", variant) for _ in range(3)]
+        runs = [run_child(f"benchmarks.{NAME}", str(LARGE), "--variant", variant) for _ in range(BREAKDOWN_RUNS)]
         best[variant] = min(r["us_per_action"] for r in runs)
     return {
         "us_per_action": best,
