@@ -319,32 +319,30 @@ def notes(
     appr = results.get("approval_latency", {})
     if appr.get("bars"):
         s, r = appr["request_to_modal_on_screen"], appr["ready_to_modal_on_screen"]
-        m, d, lv = appr["request_to_modal_mounted"], appr["y_to_decided_in_core"], appr["y_to_live_started"]
+        m, d, lv = appr["request_to_prompt_filled"], appr["y_to_decided_in_core"], appr["y_to_live_started"]
         out += [
             "### approval_latency",
             "",
-            f"- {appr['requests']} requests. Request -> `ApprovalModal.on_mount`: p50 {m['p50_ms']} ms; "
-            f"-> first frame with the modal: p50 {s['p50_ms']} / p95 {s['p95_ms']} ms "
+            f"- {appr['requests']} requests. Request -> the prompt filled (`ApprovalModal.show_request`): "
+            f"p50 {m['p50_ms']} ms; -> first frame with the prompt: p50 {s['p50_ms']} / p95 {s['p95_ms']} ms "
             f"(from when it could be shown: p50 {r['p50_ms']} / p95 {r['p95_ms']} ms). Samples (ms): "
             f"{s['samples_ms']}.",
             f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
             f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
-            f"- What limits it (cProfile below): the request reaches the app in well under a millisecond; "
-            f"composing and mounting the prompt's few widgets is the p50 {m['p50_ms']} ms above, and the "
-            f"rest (p50 ~{max(0.0, s['p50_ms'] - m['p50_ms']):.1f} ms) is Textual's layout and first "
-            "full-screen render of the new screen (opaque: no dimmed background to composite), all on the "
-            "UI thread, which also serves the running core's event feed. The slowest samples are requests "
-            "that arrive while the UI thread is drawing a tick. Already done: a tick never lays out the "
-            "whole screen unless a widget's size can have changed, and the Footer rebuilds its keys only "
-            "when they change (`console/panes.py`: `Readout`, `KeysFooter`): before, every request that "
-            "arrived soon after the previous prompt closed waited for the Footer to rebuild and the whole "
-            "screen to be laid out, 3-5x the usual latency; short arguments are shown in place (a "
-            "scrolling box only for long ones); the key line is parsed once; and the prompt's widget CSS "
-            "is registered at start-up (the first prompt of a session used to pay a full stylesheet "
-            "re-parse). After `y`, the modal is dismissed, the approval worker hands the decision to the "
-            "core (`QueueGate.answer` -> `call_soon_threadsafe`; the UI thread and the core's thread share "
-            "the GIL), then the core commits and fsyncs the journal once before LIVE (the LIVE intent "
-            "record, which carries the decision event with it).",
+            "- What limits it (cProfile below): the request crosses from the core's thread to the app's "
+            "loop and the approval worker fills the console's one prompt (composed and mounted off screen "
+            f"at start-up, so no widget is built per request): p50 {m['p50_ms']} ms above. The rest (p50 "
+            f"~{max(0.0, s['p50_ms'] - m['p50_ms']):.1f} ms) is Textual's layout and first render of the "
+            "prompt's screen (opaque: no dimmed background to composite), on the UI thread that also "
+            "serves the running core's event feed; the slowest samples are requests that arrive while it "
+            "is drawing a tick. Already done: the prompt is reused (before, composing and mounting a new "
+            "one per request was about half of this time); a tick never lays out the whole screen unless "
+            "a widget's size can have changed, and the Footer rebuilds its keys only when they change "
+            "(`console/panes.py`: `Readout`, `KeysFooter`); the key line is parsed once. After `y`, the "
+            "prompt is dismissed, the approval worker hands the decision to the core (`QueueGate.answer` "
+            "-> `call_soon_threadsafe`; the UI thread and the core's thread share the GIL), then the core "
+            "commits and fsyncs the journal once before LIVE (the LIVE intent record, which carries the "
+            "decision event with it).",
             "",
         ]
         prof = profiles.get("approval_latency")

@@ -6,7 +6,8 @@ requests. The benchmark answers each modal with `y` 50 ms after its first frame.
 
 Timestamps (`time.perf_counter()`, one process):
 - request: a bus subscriber sees ApprovalRequested (on the core's thread);
-- modal mounted: entry of `ApprovalModal.on_mount` (wrapped on the class, in this process);
+- prompt filled: `ApprovalModal.show_request` returned (the console's one prompt, composed at
+  start-up, now holds this request; wrapped on the class, in this process);
 - modal on screen: the first `App._display` call with a renderable while the modal is the
   app's screen (the compositor update that contains it; headless, Textual does not turn it
   into terminal bytes);
@@ -58,22 +59,22 @@ _current: Times | None = None
 def _wrap_modal() -> None:
     from console.modals import ApprovalModal
 
-    if getattr(ApprovalModal.on_mount, "_bench", False):
+    if getattr(ApprovalModal.show_request, "_bench", False):
         return
-    original_mount, original_dismiss = ApprovalModal.on_mount, ApprovalModal.dismiss
+    original_show, original_dismiss = ApprovalModal.show_request, ApprovalModal.dismiss
 
-    def on_mount(self: Any) -> None:
+    def show_request(self: Any, request: Any) -> None:
+        original_show(self, request)
         if _current is not None:
-            _current.mounted.setdefault(self.request.request_id, time.perf_counter())
-        original_mount(self)
+            _current.mounted.setdefault(request.request_id, time.perf_counter())
 
     def dismiss(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _current is not None:
             _current.dismissed.append(time.perf_counter())
         return original_dismiss(self, *args, **kwargs)
 
-    on_mount._bench = True  # type: ignore[attr-defined]
-    ApprovalModal.on_mount = on_mount  # type: ignore[method-assign]
+    show_request._bench = True  # type: ignore[attr-defined]
+    ApprovalModal.show_request = show_request  # type: ignore[method-assign]
     ApprovalModal.dismiss = dismiss  # type: ignore[method-assign]
 
 
@@ -147,7 +148,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
     global _current
     _wrap_modal()
     outcomes = []
-    to_mount: list[float] = []
+    to_filled: list[float] = []
     to_screen: list[float] = []
     to_screen_first: list[float] = []
     to_decided: list[float] = []
@@ -161,7 +162,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         requests += len(times.requested)
         for request_id, t_req in times.requested.items():
             if request_id in times.mounted:
-                to_mount.append((times.mounted[request_id] - t_req) * 1000)
+                to_filled.append((times.mounted[request_id] - t_req) * 1000)
             shown = times.on_screen.get(request_id)
             if shown is not None:
                 to_screen.append((shown - t_req) * 1000)
@@ -191,7 +192,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
     return {
         "runs": outcomes,
         "requests": requests,
-        "request_to_modal_mounted": stats(to_mount),
+        "request_to_prompt_filled": stats(to_filled),
         "request_to_modal_on_screen": stats(to_screen),
         "ready_to_modal_on_screen": stats(to_screen_first),
         "y_to_decided_in_core": stats(to_decided),

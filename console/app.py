@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from console import exit_codes
 from console.feed import EventFeed
-from console.modals import ApprovalModal, ConfirmModal, HelpScreen, prompt_widgets
+from console.modals import ApprovalModal, ConfirmModal, HelpScreen
 from console.panes import (
     ApprovalsPane,
     ConflictsPane,
@@ -118,6 +118,8 @@ class OperatorConsole(App[int]):
         self.feed = EventFeed()
         self.view = RunView()
         self.active_pane = "transitions"
+        # One approval prompt for the session, composed at start-up and filled per request.
+        self.approval_prompt = ApprovalModal(None, now)
         self.current_modal: ApprovalModal | None = None
         self.core_worker: Worker[object] | None = None
         self.core_error: str | None = None
@@ -147,7 +149,8 @@ class OperatorConsole(App[int]):
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.theme = "textual-dark"
-        self._register_prompt_css()
+        self.install_screen(self.approval_prompt, "approval")
+        self.call_after_refresh(self._prepare_prompt)
         self._apply_size()
         self.query_one(StatusBar).render_view(self.view)
         self.set_interval(self.tick_s, self.drain)
@@ -156,15 +159,13 @@ class OperatorConsole(App[int]):
         if self.autostart:
             self.start_core()
 
-    def _register_prompt_css(self) -> None:
-        """Register the approval prompt's widget CSS now, while nothing waits. Textual adds a
-        widget type's default CSS the first time one mounts and then re-parses the whole
-        stylesheet: without this the first prompt of a session paid that (~10-20 ms)."""
-        for widget in prompt_widgets():
-            for read_from, css, tie_breaker, scope in widget._get_default_css():
-                self.stylesheet.add_source(
-                    css, read_from=read_from, is_default_css=True, tie_breaker=tie_breaker, scope=scope
-                )
+    def _prepare_prompt(self) -> None:
+        """Compose and mount the approval prompt off screen, after the first frame, so the
+        first request does not wait for that (nor for Textual's stylesheet re-parse when a
+        new widget type first mounts). `_get_screen` is Textual 8.2.8's own first step of
+        `push_screen` (private; Textual is pinned)."""
+        if not self.approval_prompt.is_running:
+            self._get_screen(self.approval_prompt)
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
@@ -257,9 +258,8 @@ class OperatorConsole(App[int]):
                 markup=False,
             )
         for request_id in changes.decided:
-            modal = self.current_modal
-            if modal is not None and modal.request.request_id == request_id:
-                modal.settle_elsewhere()
+            if self.current_modal is not None:
+                self.current_modal.settle_elsewhere(request_id)
 
     def _countdowns(self) -> None:
         if self.view.pending:
@@ -275,7 +275,8 @@ class OperatorConsole(App[int]):
             request = await self._approvals.get()
             if request.request_id not in {r.request_id for r in self.gate.pending}:
                 continue
-            modal = ApprovalModal(request, self.now)
+            modal = self.approval_prompt
+            modal.show_request(request)
             self.current_modal = modal
             decision = await self.push_screen_wait(modal)
             self.current_modal = None

@@ -11,7 +11,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Static
 
 from console.panes import Readout
@@ -29,15 +28,9 @@ KEYS_LINE = (
 )
 KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every prompt
 # Arguments that fit in the box's 10 rows even when wrapped at 60 columns (a narrow
-# terminal) are shown in place; longer ones get a scrolling box (it costs a few ms to show).
+# terminal) are shown in place; longer ones in a box that scrolls.
 SHORT_ARGS_ROWS = 10
 SHORT_ARGS_WIDTH = 60
-
-
-def prompt_widgets() -> tuple[Widget, ...]:
-    """One of each widget type the approval prompt may mount that the main screen does not
-    (the app registers their CSS at start-up; see `OperatorConsole._register_prompt_css`)."""
-    return (ModalScreen(), Vertical(), VerticalScroll(), Input())
 
 
 def fits_in_place(text: str) -> bool:
@@ -50,10 +43,41 @@ def fits_in_place(text: str) -> bool:
     return True
 
 
-class ApprovalModal(ModalScreen[ApprovalDecision | None]):
-    """One HIGH-risk LIVE escalation. `y` approves, `n` denies, `r` denies with a reason.
+def request_details(r: ApprovalRequest) -> Text:
+    """The prompt's facts about one request; every value from the request is shown literally."""
+    ok = r.confidence >= r.threshold
+    details = Text()
+    details.append(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")
+    details.append("\n")
+    for label, value, style in (
+        ("agent", inert(r.agent, 200), "bold"),
+        ("tool", inert(r.tool, 200), "bold"),
+        ("risk", r.risk_level.value, "bold red"),
+        (
+            "reversible",
+            "yes" if r.reversible else "NO: the effect cannot be undone",
+            "" if r.reversible else "bold red",
+        ),
+        (
+            "confidence",
+            f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
+            "green" if ok else "bold red",
+        ),
+        ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
+        ("action hash", r.action_hash[:16] + "…", "dim"),
+    ):
+        details.append(f"{label:>14}  ", style="dim")
+        details.append(value + "\n", style=style)
+    details.append("arguments (shown literally):", style="dim")
+    return details
 
-    Dismisses with None when the request was settled elsewhere (timeout, lock).
+
+class ApprovalModal(ModalScreen[ApprovalDecision | None]):
+    """The prompt for one HIGH-risk LIVE escalation. `y` approves, `n` denies, `r` denies with a reason.
+
+    The console composes one prompt at start-up and fills it for each request
+    (`show_request`), so a request reaches the screen without composing and mounting widgets
+    first. Dismisses with None when the request was settled elsewhere (timeout, lock).
     """
 
     BINDINGS = [
@@ -63,78 +87,101 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         Binding("l", "app.lock", "Lock"),
     ]
 
-    def __init__(self, request: ApprovalRequest, now: Callable[[], datetime]) -> None:
+    def __init__(self, request: ApprovalRequest | None, now: Callable[[], datetime]) -> None:
         super().__init__(classes="approval-modal")
-        self.request = request
         self.now = now
-        self.settled = False
-        self._settle_on_resume = False
+        self.request: ApprovalRequest | None = None
+        self.settled = True  # nothing to answer until a request is shown
+        self._settle_on_resume: str | None = None  # a request settled while another screen was on top
+        self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
+        if request is not None:
+            self.show_request(request)
 
     def compose(self) -> ComposeResult:
-        # Few widgets on purpose: every widget costs mount and styling time, and the prompt
-        # must be on screen within milliseconds of the request. The keys line replaces a
-        # Footer and buttons (its keys are clickable); the reason box mounts on demand.
-        r = self.request
-        ok = r.confidence >= r.threshold
-        details = Text()
-        details.append(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")
-        details.append("\n")
-        for label, value, style in (
-            ("agent", inert(r.agent, 200), "bold"),
-            ("tool", inert(r.tool, 200), "bold"),
-            ("risk", r.risk_level.value, "bold red"),
-            (
-                "reversible",
-                "yes" if r.reversible else "NO: the effect cannot be undone",
-                "" if r.reversible else "bold red",
-            ),
-            (
-                "confidence",
-                f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
-                "green" if ok else "bold red",
-            ),
-            ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
-            ("action hash", r.action_hash[:16] + "…", "dim"),
-        ):
-            details.append(f"{label:>14}  ", style="dim")
-            details.append(value + "\n", style=style)
-        details.append("arguments (shown literally):", style="dim")
+        # Few widgets: the keys line replaces a Footer and buttons (its keys are clickable);
+        # the reason box stays hidden until `r`.
         with Vertical(id="approval-dialog"):
-            yield Static(details, id="approval-details")
-            args = inert_json(r.args, 20_000)
-            if fits_in_place(args):
-                yield Static(Text(args), id="approval-args-text", classes="-short")
-            else:
-                with VerticalScroll(id="approval-args"):
-                    yield Static(Text(args), id="approval-args-text")
+            yield Static(id="approval-details")
+            with VerticalScroll(id="approval-args"):
+                yield Static(id="approval-args-text")
             yield Readout("", id="approval-countdown")
+            yield Input(placeholder="reason for denying, then Enter", id="deny-reason")
             yield Static(KEYS_CONTENT, id="approval-keys")
 
     def on_mount(self) -> None:
-        self._tick()
+        if self.request is not None:
+            self._fill(self.request)
         self.set_interval(0.25, self._tick)
 
+    def show_request(self, request: ApprovalRequest) -> None:
+        """Make the prompt ask about `request` (called while the prompt is not on screen)."""
+        self.request = request
+        self.settled = False
+        self._settle_on_resume = None
+        if self.is_mounted:
+            self._fill(request)
+
+    def _fill(self, request: ApprovalRequest) -> None:
+        self.query_one("#approval-details", Static).update(request_details(request))
+        args = inert_json(request.args, 20_000)
+        self.query_one("#approval-args-text", Static).update(Text(args))
+        box = self.query_one("#approval-args", VerticalScroll)
+        box.set_class(fits_in_place(args), "-short")
+        box.scroll_home(animate=False, immediate=True)
+        reason = self.query_one("#deny-reason", Input)
+        reason.value = ""
+        reason.display = False
+        self.set_focus(None)  # nothing of the previous request keeps the keys
+        self._tick()
+
     def seconds_left(self) -> float:
+        if self.request is None:
+            return 0.0
         return max(0.0, (self.request.expires_at - self.now()).total_seconds())
 
     def _tick(self) -> None:
+        if self.request is None or self.settled:
+            return
         left = self.seconds_left()
         self.query_one("#approval-countdown", Readout).show(
             Text(f"no answer in {left:4.0f}s = DENY", style="bold red" if left < 10 else "bold yellow")
         )
         if left <= 0:
-            self.finish(deny(self.request, "timeout", "no answer before the timeout"))
+            if self.is_current:
+                self.finish(deny(self.request, "timeout", "no answer before the timeout"))
+            else:
+                self._settle_on_resume = self.request.request_id  # the core denies it on its own clock
 
-    def settle_elsewhere(self) -> None:
-        """The core settled this request (timeout, lock): close without answering."""
+    def settle_elsewhere(self, request_id: str) -> None:
+        """The core settled `request_id` (timeout, lock): close without answering, if it is shown."""
+        if self.request is None or self.request.request_id != request_id or self.settled:
+            return
         if self.is_current:
             self.finish(None)
         else:
-            self._settle_on_resume = True
+            self._settle_on_resume = request_id
 
     def on_screen_resume(self) -> None:
-        if self._settle_on_resume:
+        request = self.request
+        if request is None:
+            return
+        if self._settle_on_resume == request.request_id:
             self.finish(None)
+
+    def _compositor_refresh(self) -> None:
+        # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
+        # current request's prompt has gone out, its keys may answer it.
+        super()._compositor_refresh()
+        if self.request is not None and self.is_current:
+            self.shown_id = self.request.request_id
+
+    def _answerable(self) -> ApprovalRequest | None:
+        """The request the keys may answer: only once its prompt is on screen, so a key pressed
+        before it appeared (a second `y` meant for the previous prompt) never answers it."""
+        request = self.request
+        if request is None or self.settled or self.shown_id != request.request_id:
+            return None
+        return request
 
     def finish(self, decision: ApprovalDecision | None) -> None:
         if self.settled:
@@ -143,20 +190,27 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.dismiss(decision)
 
     def action_approve(self) -> None:
-        self.finish(grant(self.request, OPERATOR, "approved at the console"))
+        request = self._answerable()
+        if request is not None:
+            self.finish(grant(request, OPERATOR, "approved at the console"))
 
     def action_deny(self) -> None:
-        self.finish(deny(self.request, OPERATOR, "denied at the console"))
+        request = self._answerable()
+        if request is not None:
+            self.finish(deny(request, OPERATOR, "denied at the console"))
 
     def action_deny_with_reason(self) -> None:
-        if not self.query("#deny-reason"):
-            box = Input(placeholder="reason for denying, then Enter", id="deny-reason")
-            self.query_one("#approval-dialog").mount(box, before="#approval-keys")
-        self.query_one("#deny-reason", Input).focus()
+        if self._answerable() is None:
+            return
+        box = self.query_one("#deny-reason", Input)
+        box.display = True
+        box.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        reason = event.value.strip() or "denied at the console"
-        self.finish(deny(self.request, OPERATOR, reason))
+        request = self._answerable()
+        if request is not None:
+            reason = event.value.strip() or "denied at the console"
+            self.finish(deny(request, OPERATOR, reason))
 
 
 class ConfirmModal(ModalScreen[bool]):

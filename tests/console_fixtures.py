@@ -117,13 +117,14 @@ async def wait_until(pilot: Pilot[Any], predicate: Callable[[], object], what: s
 
 
 def modal_ready(app: OperatorConsole, skip: set[str] | frozenset[str] = frozenset()) -> bool:
-    """An approval modal is on top, composed and mounted (not only pushed), and not one of `skip`."""
+    """An approval prompt is on top and drawn for a request that is not one of `skip`."""
     modal = app.current_modal
     return (
         modal is not None
         and modal.is_current
+        and modal.request is not None
         and modal.request.request_id not in skip
-        and bool(modal.query("#approval-countdown"))
+        and modal.shown_id == modal.request.request_id
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from textual.widgets._footer import FooterKey
 
 from console.modals import ApprovalModal, ConfirmModal, HelpScreen
 from console.panes import KeysFooter, LockBanner, Readout
+from core.approval import ApprovalDecision, ApprovalRequest, canonical_action_hash
 from core.clock import SystemClock
+from core.contracts import ExecutionMode, RiskLevel
 from core.events import ConflictDetected
 from core.outputs import OPERATOR_DECISIONS, REPORT_FILES
 from tests.console_fixtures import (
     FIXED_START,
+    SIZE,
     action,
     answer_all,
     build_harness,
@@ -72,8 +76,9 @@ async def test_approve_key_runs_live(tmp_path: Path) -> None:
     async with running(app, harness) as pilot:
         first = await wait_modal(pilot, app)
         modal = app.current_modal
-        assert isinstance(modal, ApprovalModal)
-        request_id = modal.request.request_id
+        assert isinstance(modal, ApprovalModal) and modal.request is not None
+        request = modal.request  # the prompt is reused: it shows the next request later
+        request_id = request.request_id
         await pilot.press("y")
         await wait_until(pilot, lambda: request_id not in pending_ids(app), "the approval to reach the core")
         await finish_and_quit(pilot, app, "n", {request_id})
@@ -91,7 +96,7 @@ async def test_approve_key_runs_live(tmp_path: Path) -> None:
     lines = decision_for(tmp_path, first)
     assert [(d["decision"], d["by"]) for d in lines] == [("APPROVE", "operator")]
     assert lines[0]["request_id"] == request_id
-    assert lines[0]["action_hash"] == modal.request.action_hash
+    assert lines[0]["action_hash"] == request.action_hash
 
 
 async def test_deny_key_holds_action(tmp_path: Path) -> None:
@@ -637,7 +642,9 @@ async def test_short_arguments_in_place_long_ones_in_a_scrolling_box(tmp_path: P
             assert modal is not None
             shown.add(modal.request.request_id)
             text = str(modal.query_one("#approval-args-text", Static).render())
-            seen[action_id] = (bool(modal.query("#approval-args")), text)
+            box = modal.query_one("#approval-args")
+            await wait_until(pilot, lambda: box.size.height > 0, "the arguments box laid out")  # noqa: B023
+            seen[action_id] = (box.max_scroll_y > 0, text)
             await pilot.press("n")
         await pilot.press("q")
         await wait_exit(pilot, app)
@@ -752,3 +759,78 @@ async def test_readouts_skip_the_layout_pass_only_when_their_size_cannot_change(
         hidden.display = True
         await pilot.pause()
         assert hidden.size.height == 2 and shrink.size.width == len("wider")
+
+
+async def test_a_key_pressed_before_the_prompt_is_drawn_never_answers_it(tmp_path: Path) -> None:
+    """A second `y` meant for the previous prompt must not approve the next one, unseen."""
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        prompt = app.approval_prompt
+        assert prompt.is_mounted  # composed off screen at start-up, before any request
+        request = approval_request("R1", harness.clock.now())
+        prompt.show_request(request)
+        results: list[object] = []
+        app.push_screen(prompt, results.append)
+        prompt.action_approve()  # pushed, not drawn yet: the key is ignored
+        prompt.action_deny_with_reason()
+        assert not prompt.settled and results == []
+        assert not prompt.query_one("#deny-reason", Input).display
+        await wait_until(pilot, lambda: prompt.shown_id == "R1", "the prompt to be drawn")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: results, "the approval")
+    (decision,) = results
+    assert isinstance(decision, ApprovalDecision)
+    assert decision.approved and decision.request_id == "R1" and decision.action_hash == request.action_hash
+
+
+async def test_the_prompt_is_reused_and_shows_only_the_current_request(tmp_path: Path) -> None:
+    """One prompt serves every request: each shows its own facts, and nothing of the last one
+    (a typed reason, a scrolled box, focus) carries over."""
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        prompt = app.approval_prompt
+        answers: list[object] = []
+        long_args = {f"field_{i:02d}": f"value {i}" for i in range(40)}
+        for request_id, args in (("R1", long_args), ("R2", {"to": "ada@example.com"})):
+            prompt.show_request(approval_request(request_id, harness.clock.now(), args))
+            app.push_screen(prompt, answers.append)
+            await wait_until(pilot, lambda: prompt.shown_id == request_id, "the prompt")  # noqa: B023
+            details = str(prompt.query_one("#approval-details", Static).render())
+            text = str(prompt.query_one("#approval-args-text", Static).render())
+            reason = prompt.query_one("#deny-reason", Input)
+            assert f"/ act-{request_id}" in details
+            assert not reason.display and reason.value == "" and prompt.focused is not reason
+            if request_id == "R1":
+                assert '"field_39": "value 39"' in text
+                await pilot.press("r", *"too long", "enter")
+            else:
+                assert text.strip().startswith("{") and "field_" not in text and "ada@example.com" in text
+                await pilot.press("y")
+            await wait_until(pilot, lambda: len(answers) == int(request_id[1]), "the answer")  # noqa: B023
+    decisions = [a for a in answers if isinstance(a, ApprovalDecision)]
+    assert [(d.request_id, d.approved, d.reason) for d in decisions] == [
+        ("R1", False, "too long"),
+        ("R2", True, "approved at the console"),
+    ]
+
+
+def approval_request(request_id: str, now: datetime, args: dict[str, Any] | None = None) -> ApprovalRequest:
+    """A HIGH-risk request as the core would ask it (the prompt tests need no running core)."""
+    args = {"to": "ada@example.com"} if args is None else args
+    return ApprovalRequest(
+        request_id=request_id,
+        plan_id="plan",
+        action_id=f"act-{request_id}",
+        agent="mail_agent",
+        tool="msgraph_send_email",
+        risk_level=RiskLevel.HIGH,
+        reversible=False,
+        confidence=0.9,
+        threshold=0.85,
+        args=args,
+        action_hash=canonical_action_hash("mail_agent", "msgraph_send_email", args, "plan", ExecutionMode.LIVE),
+        requested_at=now,
+        timeout_s=120.0,
+    )
