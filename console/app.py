@@ -276,6 +276,11 @@ class OperatorConsole(App[int]):
             if request.request_id not in {r.request_id for r in self.gate.pending}:
                 continue
             modal = self.approval_prompt
+            while not modal.is_mounted:
+                # A request before the prompt was composed off screen (that happens after the
+                # first frame): wait for it, so the prompt is filled before it goes on screen.
+                self._prepare_prompt()
+                await asyncio.sleep(0.005)
             modal.show_request(request)
             self.current_modal = modal
             decision = await self.push_screen_wait(modal)

@@ -93,6 +93,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.request: ApprovalRequest | None = None
         self.settled = True  # nothing to answer until a request is shown
         self._settle_on_resume: str | None = None  # a request settled while another screen was on top
+        self._filled_id: str | None = None  # the request the widgets show
         self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
         if request is not None:
             self.show_request(request)
@@ -132,6 +133,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         reason.value = ""
         reason.display = False
         self.set_focus(None)  # nothing of the previous request keeps the keys
+        self._filled_id = request.request_id
         self._tick()
 
     def seconds_left(self) -> float:
@@ -162,17 +164,14 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             self._settle_on_resume = request_id
 
     def on_screen_resume(self) -> None:
-        request = self.request
-        if request is None:
-            return
-        if self._settle_on_resume == request.request_id:
+        if self.request is not None and self._settle_on_resume == self.request.request_id:
             self.finish(None)
 
     def _compositor_refresh(self) -> None:
         # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
         # current request's prompt has gone out, its keys may answer it.
         super()._compositor_refresh()
-        if self.request is not None and self.is_current:
+        if self.request is not None and self.is_current and self._filled_id == self.request.request_id:
             self.shown_id = self.request.request_id
 
     def _answerable(self) -> ApprovalRequest | None:
