@@ -4,7 +4,7 @@
 durable journal on) from a measurement "on a machine like yours (2 cores)": hash-chained
 rows in SQLite (WAL, `synchronous=FULL`) reach ~8,000 events/s with one transaction per
 event, ~245,000 with one per 256 events and ~270,000 with one per 1,024. This module runs
-that workload (a SHA-256 link over the previous hash and a ~300-byte JSON body, one row
+that workload (the journal's own SHA-256 link, `chain_hash`, over a ~300-byte JSON body, one row
 per event, nothing else: no events built, no core) so a run's figures can be read against
 the machine the bars were set on: `factor` is how many times slower this machine ran it.
 
@@ -13,7 +13,6 @@ the machine the bars were set on: `factor` is how many times slower this machine
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import statistics
@@ -21,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from core.journal import GENESIS_HASH, chain_hash
 
 #: Events per second in the design note's table, by events per transaction.
 DESIGN_NOTE_EVENTS_PER_S = {1: 8_000, 256: 245_000, 1024: 270_000}
@@ -49,11 +50,11 @@ def chained_rows(directory: Path, batch: int, events: int) -> float:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, kind TEXT, body TEXT, prev TEXT, hash TEXT)")
-        prev = "0" * 64
+        prev = GENESIS_HASH
         rows: list[tuple[int, str, str, str, str]] = []
         t0 = time.perf_counter()
         for seq in range(1, events + 1):
-            digest = hashlib.sha256(f"{prev}\n{seq}\nstate_transition\n{_BODY}".encode()).hexdigest()
+            digest = chain_hash(prev, seq, "state_transition", _BODY)
             rows.append((seq, "state_transition", _BODY, prev, digest))
             prev = digest
             if len(rows) >= batch or seq == events:
