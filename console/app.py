@@ -215,7 +215,10 @@ class OperatorConsole(App[int]):
     def exit_code_for_run(self) -> int:
         if self.core_error is not None:
             return exit_codes.PLAN_FAILED
-        return exit_codes.PLAN_FAILED if self.view.plans_failed else exit_codes.OK
+        summary = self.harness.summary
+        if not summary:  # the run never finished (quit before it started)
+            return exit_codes.INTERRUPTED if self._quit_requested else exit_codes.OK
+        return exit_codes.for_summary(summary)
 
     def ingest(self, events: Iterable[Event]) -> None:
         """Feed events as the core would (tests and replays)."""
@@ -380,8 +383,9 @@ def run_console(args: argparse.Namespace) -> int:
     summary = harness.summary
     if summary:
         print(
-            f"Run {summary['pipeline_id']}: {summary['plans_successful']} of {summary['plans_processed']} plans run"
-            f" succeeded ({summary['plans_processed']} of {summary['plans_total']} run"
-            f"{', interrupted' if summary['interrupted'] else ''}). Outputs in {out}"
+            f"Run {summary['pipeline_id']} {summary['status']}: {summary['plans_successful']} of"
+            f" {summary['plans_processed']} plans run succeeded ({summary['plans_processed']} of"
+            f" {summary['plans_total']} run{', interrupted by the operator' if summary['interrupted'] else ''}"
+            f"{', system LOCKED' if summary['locked'] else ''}). Outputs in {out}"
         )
     return code if code is not None else exit_codes.OK

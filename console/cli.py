@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
     health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
     print_summary(Console(), summary, conflicts, health, out)
-    return exit_codes.PLAN_FAILED if summary["plans_failed"] > 0 else exit_codes.OK
+    return exit_codes.for_summary(summary)
 
 
 def cmd_console(args: argparse.Namespace) -> int:

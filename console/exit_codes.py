@@ -1,6 +1,25 @@
-"""Exit codes of the `phase24` command."""
+"""Exit codes of the `phase24` command (the README's table lists the same)."""
+
+from collections.abc import Mapping
+from typing import Any
 
 OK = 0
 PLAN_FAILED = 1
 BAD_INPUT = 2
 VERIFY_FAILED = 3
+INTERRUPTED = 5
+LOCKED = 6
+PARTIAL = 7
+
+BY_RUN_STATUS = {
+    "SUCCEEDED": OK,
+    "FAILED": PLAN_FAILED,
+    "INTERRUPTED": INTERRUPTED,
+    "LOCKED": LOCKED,
+    "PARTIAL": PARTIAL,
+}
+
+
+def for_summary(summary: Mapping[str, Any]) -> int:
+    """The exit code of a finished run, from its summary's `status`."""
+    return BY_RUN_STATUS.get(str(summary.get("status", "")), PLAN_FAILED)

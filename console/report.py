@@ -14,7 +14,14 @@ from core.inert import inert
 from core.outputs import OPERATOR_DECISIONS, REPORT_FILES
 
 TIER_STYLE = {"EXCELLENT": "bold green", "GOOD": "green", "FAIR": "yellow", "POOR": "bold red"}
-STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "bold red", "REJECTED": "yellow"}
+STATUS_STYLE = {
+    "SUCCEEDED": "green",
+    "PARTIAL": "yellow",
+    "LOCKED": "bold red",
+    "INTERRUPTED": "bold yellow",
+    "FAILED": "bold red",
+    "REJECTED": "yellow",
+}
 
 
 def t(value: object, style: str = "") -> Text:
@@ -97,6 +104,8 @@ def print_summary(
         Text.assemble(
             ("Run ", ""),
             (inert(summary["pipeline_id"]), "bold"),
+            " ",
+            (summary.get("status", "?"), STATUS_STYLE.get(summary.get("status", ""), "bold")),
             f": {summary['plans_successful']}/{summary['plans_processed']} plans succeeded, "
             f"{summary['total_tools_executed']} actions executed, {summary['live_executions']} LIVE, "
             f"{summary['total_conflicts']} conflicts, {summary['total_rollbacks']} rollbacks",

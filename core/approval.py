@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +31,48 @@ def canonical_action_hash(agent: str, tool: str, args: dict[str, Any], plan_id: 
         default=str,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+EDITED_ARGS_MAX_BYTES = 256 * 1024
+EDITED_ARGS_MAX_DEPTH = 64
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counting no further than `limit` + 1."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def edited_args_problem(args: Any) -> str | None:
+    """Why operator-edited arguments cannot be approved, or None when they can.
+
+    They must be a JSON object that survives canonical JSON unchanged (what is hashed is
+    exactly what runs): finite numbers, strings without lone surrogates, bounded size and depth.
+    """
+    if not isinstance(args, dict):
+        return "the arguments must be a JSON object"
+    if _depth(args, EDITED_ARGS_MAX_DEPTH) > EDITED_ARGS_MAX_DEPTH:
+        return f"nested deeper than {EDITED_ARGS_MAX_DEPTH} levels"
+    try:
+        text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = text.encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        return f"not canonical JSON: {exc}"
+    if len(encoded) > EDITED_ARGS_MAX_BYTES:
+        return f"larger than {EDITED_ARGS_MAX_BYTES} bytes"
+    if json.loads(text) != args:
+        return "does not survive a JSON round trip unchanged"
+    return None
 
 
 class ApprovalRequest(BaseModel):
@@ -55,8 +99,24 @@ class ApprovalRequest(BaseModel):
         return self.requested_at + timedelta(seconds=self.timeout_s)
 
 
+class ApprovalOutcome(StrEnum):
+    """What became of a request: each is its own record in the decisions log and the journal."""
+
+    APPROVED = "APPROVE"
+    DENIED = "DENY"
+    EXPIRED = "EXPIRED"  # nobody answered before the countdown ended: fails closed like a deny
+    DENIED_EARLIER = "DENIED_EARLIER"  # an identical call (same hash) was denied earlier in the run
+    DENIED_AND_STOPPED = "DENY_AND_STOP"  # denied, and the agent's remaining actions are stopped
+
+
 class ApprovalDecision(BaseModel):
-    """An answer bound to the action hash of the request it answers."""
+    """An answer bound to the action hash of the request it answers.
+
+    An operator may edit the arguments before approving: `edited_args` then holds them and
+    `action_hash` is the hash of the action *with the edited arguments*; the original request's
+    hash stays on the request. `args_fully_visible` says whether the arguments were entirely on
+    screen when the key was pressed (None: not shown to a person, e.g. a policy).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +125,15 @@ class ApprovalDecision(BaseModel):
     approved: bool
     decided_by: str
     reason: str = ""
+    outcome: ApprovalOutcome | None = None
+    edited_args: dict[str, Any] | None = None
+    args_fully_visible: bool | None = None
+
+    @property
+    def kind(self) -> ApprovalOutcome:
+        if self.outcome is not None:
+            return self.outcome
+        return ApprovalOutcome.APPROVED if self.approved else ApprovalOutcome.DENIED
 
 
 class ApprovalGate(Protocol):
@@ -77,23 +146,59 @@ class ApprovalGate(Protocol):
         ...
 
 
-def deny(request: ApprovalRequest, by: str, reason: str) -> ApprovalDecision:
+def deny(
+    request: ApprovalRequest,
+    by: str,
+    reason: str,
+    *,
+    outcome: ApprovalOutcome = ApprovalOutcome.DENIED,
+    args_fully_visible: bool | None = None,
+) -> ApprovalDecision:
     return ApprovalDecision(
         request_id=request.request_id,
         action_hash=request.action_hash,
         approved=False,
         decided_by=by,
         reason=reason,
+        outcome=outcome,
+        args_fully_visible=args_fully_visible,
     )
 
 
-def grant(request: ApprovalRequest, by: str, reason: str = "") -> ApprovalDecision:
+def expire(request: ApprovalRequest, reason: str = "") -> ApprovalDecision:
+    """Nobody answered in time: EXPIRED, which fails closed (the action does not run)."""
+    return deny(
+        request,
+        "timeout",
+        reason or f"no answer within {request.timeout_s:g}s",
+        outcome=ApprovalOutcome.EXPIRED,
+    )
+
+
+def grant(
+    request: ApprovalRequest,
+    by: str,
+    reason: str = "",
+    *,
+    edited_args: dict[str, Any] | None = None,
+    args_fully_visible: bool | None = None,
+) -> ApprovalDecision:
+    """Approve `request`; with `edited_args`, approve the action with those arguments instead
+    (the decision then binds to the hash of the edited action, never to the original)."""
+    action_hash = request.action_hash
+    if edited_args is not None:
+        action_hash = canonical_action_hash(
+            request.agent, request.tool, edited_args, request.plan_id, ExecutionMode.LIVE
+        )
     return ApprovalDecision(
         request_id=request.request_id,
-        action_hash=request.action_hash,
+        action_hash=action_hash,
         approved=True,
         decided_by=by,
         reason=reason,
+        outcome=ApprovalOutcome.APPROVED,
+        edited_args=edited_args,
+        args_fully_visible=args_fully_visible,
     )
 
 
@@ -140,16 +245,42 @@ class QueueGate:
 
     `pending` holds the requests not yet answered, oldest first. `answer()` resolves one;
     `cancel_pending()` denies them all. Thread-safe: answers may come from another thread.
+
+    With `timeout_from_shown=True` the gate times its requests itself: a request's countdown
+    starts when `mark_shown()` says a person can see it (queued prompts do not lose their time
+    while they wait behind another), and it ends EXPIRED. The controller then does not apply its
+    own timeout (`times_requests`).
     """
 
-    def __init__(self, on_request: Callable[[ApprovalRequest], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_request: Callable[[ApprovalRequest], None] | None = None,
+        *,
+        timeout_from_shown: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.on_request = on_request
+        self.times_requests = timeout_from_shown
+        self._monotonic = monotonic
         self._waiting: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalDecision]]] = {}
+        self._shown_at: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pending(self) -> list[ApprovalRequest]:
         return [request for request, _ in list(self._waiting.values())]
+
+    def mark_shown(self, request_id: str) -> None:
+        """A person can now see `request_id`: its countdown starts (once)."""
+        if request_id in self._waiting:
+            self._shown_at.setdefault(request_id, self._monotonic())
+
+    def seconds_left(self, request: ApprovalRequest) -> float | None:
+        """Seconds before `request` expires; None while its countdown has not started."""
+        shown = self._shown_at.get(request.request_id)
+        if shown is None:
+            return None
+        return max(0.0, shown + request.timeout_s - self._monotonic())
 
     async def decide(self, request: ApprovalRequest) -> ApprovalDecision:
         self._loop = asyncio.get_running_loop()
@@ -158,9 +289,21 @@ class QueueGate:
         try:
             if self.on_request is not None:
                 self.on_request(request)
-            return await future
+            if not self.times_requests:
+                return await future
+            while True:
+                left = self.seconds_left(request)
+                try:
+                    # Until it is shown, look again now and then; the lock and quit still
+                    # settle it at once through the future.
+                    return await asyncio.wait_for(asyncio.shield(future), 0.1 if left is None else left)
+                except TimeoutError:
+                    left = self.seconds_left(request)
+                    if left is not None and left <= 0:
+                        return expire(request)
         finally:
             self._waiting.pop(request.request_id, None)
+            self._shown_at.pop(request.request_id, None)
 
     def answer(self, decision: ApprovalDecision) -> bool:
         """Resolve a pending request; False if it is no longer pending."""
@@ -179,3 +322,9 @@ class QueueGate:
     def cancel_pending(self, reason: str) -> None:
         for request, _ in list(self._waiting.values()):
             self.answer(deny(request, "lock", reason))
+
+    def deny_agent(self, agent: str, reason: str) -> None:
+        """Deny every pending request of `agent` (the operator stopped it)."""
+        for request, _ in list(self._waiting.values()):
+            if request.agent == agent:
+                self.answer(deny(request, "operator", reason))

@@ -20,9 +20,12 @@ from typing import Any, NamedTuple, Protocol
 from core.approval import (
     ApprovalDecision,
     ApprovalGate,
+    ApprovalOutcome,
     ApprovalRequest,
     canonical_action_hash,
     deny,
+    edited_args_problem,
+    expire,
 )
 from core.contracts import ExecutionMode, RiskLevel, ToolContract, ToolContractRegistry
 from core.errors import Phase24Error, TransitionNotAllowed
@@ -124,6 +127,7 @@ class ExecutionContext:
     reason: str = ""
     failure: str | None = None
     locked_out: bool = False
+    held_by_system_lock: bool = False  # LOCKED by the system lock (stays at MOCK), not by a denial
 
     @property
     def action_id(self) -> str:
@@ -182,7 +186,7 @@ class IntentLedger(Protocol):
     def intent_status(self, action_hash: str) -> str | None: ...
 
 
-LockStore = Callable[[str], None]
+LockStore = Callable[[bool, str, str], None]  # (locked, reason, by): record a lock or an unlock durably
 """Persists the lock: called with the reason when locking, with "" when unlocking."""
 
 
@@ -230,6 +234,14 @@ class ExecutionController:
         self._request_counter = 0
         self._lock_generation = 0
         self._used_approvals: set[str] = set()
+        # Hashes of calls the operator (or a policy) denied: an identical call is refused
+        # without a new prompt for the rest of the run ("denied earlier").
+        self.denied_hashes: set[str] = set()
+        self.denied_earlier = 0
+        # Agents the operator stopped with "deny and stop": their remaining actions are cancelled.
+        self.stopped_agents: dict[str, str] = {}
+        # Set when the operator quits: nothing escalates any more, whatever the lock says.
+        self.stop_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_lock = threading.Lock()
 
@@ -274,11 +286,35 @@ class ExecutionController:
             self.announce_lock(*pending)
 
     def _held_by_lock(self, ctx: ExecutionContext) -> bool:
-        """If the system is locked, hold the action here (LOCKED) and say so."""
-        if not self._lock_seen():
+        """If the system is locked (or the run is stopping, or the operator stopped this
+        agent), hold the action here (LOCKED) and say so."""
+        if self._lock_seen():
+            ctx.held_by_system_lock = True
+            self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+            return True
+        why = self.escalation_stopped(ctx.agent)
+        if why is None:
             return False
-        self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
+        self.transition(ctx, S.LOCKED, f"not escalated: {why}")
         return True
+
+    def escalation_stopped(self, agent: str) -> str | None:
+        """Why nothing of `agent` may escalate any more (the operator quit, or stopped it)."""
+        if self.stop_reason is not None:
+            return self.stop_reason
+        return self.stopped_agents.get(agent)
+
+    def stop_run(self, reason: str) -> None:
+        """The operator quit: nothing escalates from now on; waiting requests are denied."""
+        self.stop_reason = reason
+        self.gate.cancel_pending(reason)
+
+    def stop_agent(self, agent: str, reason: str) -> None:
+        """Stop every remaining action of `agent` (deny and stop)."""
+        self.stopped_agents.setdefault(agent, reason)
+        deny_agent = getattr(self.gate, "deny_agent", None)
+        if deny_agent is not None:
+            deny_agent(agent, reason)
 
     def _lock_seen(self) -> bool:
         if self._locked:
@@ -301,7 +337,7 @@ class ExecutionController:
             return  # already unlocked, or a lock was requested after this unlock: the lock wins
         if self.lock_store is not None:
             try:
-                self.lock_store("")
+                self.lock_store(False, reason, by)
             except Phase24Error as exc:
                 self._lock_reason = f"unlock refused, storage failed: {exc}"
                 return
@@ -319,7 +355,7 @@ class ExecutionController:
         self.gate.cancel_pending(f"system locked: {reason}")
         if self.lock_store is not None:
             try:
-                self.lock_store(reason)
+                self.lock_store(True, reason, by)
             except Phase24Error:
                 pass  # already locked in memory; the storage failure locks too
         self.bus.emit(SystemLocked, reason=reason, by=by)
@@ -465,12 +501,48 @@ class ExecutionController:
                 self.transition(ctx, S.ABORTED, f"journal holds this action's LIVE intent as {status}; never retried")
                 return ctx
         if ctx.contract.requires_approval:
+            if ctx.action_hash() in self.denied_hashes:
+                self._refuse_denied_earlier(ctx)
+                return ctx
             self.transition(ctx, S.AWAITING_APPROVAL, "HIGH-risk LIVE escalation needs an approval")
             decision = await self._await_approval(ctx)
             if not decision.approved:
-                self.transition(ctx, S.LOCKED, f"approval denied by {decision.decided_by}: {decision.reason}")
+                outcome = decision.kind
+                verb = {
+                    ApprovalOutcome.EXPIRED: "approval EXPIRED",
+                    ApprovalOutcome.DENIED_AND_STOPPED: "approval denied and agent stopped",
+                }.get(outcome, "approval denied")
+                self.transition(ctx, S.LOCKED, f"{verb} by {decision.decided_by}: {decision.reason}")
                 return ctx
         return await self._go_live(ctx, executor, retry, why)
+
+    def _refuse_denied_earlier(self, ctx: ExecutionContext) -> None:
+        """An identical call was denied earlier in the run: refuse it without asking again."""
+        request = self._new_request(ctx)
+        self.denied_earlier += 1
+        reason = "denied earlier: an identical call (same action hash) was denied in this run; not asked again"
+        ctx.approval = {
+            "request_id": request.request_id,
+            "approved": False,
+            "decided_by": "gate",
+            "reason": reason,
+            "action_hash": request.action_hash,
+            "outcome": ApprovalOutcome.DENIED_EARLIER.value,
+        }
+        self.bus.emit(
+            ApprovalDecided,
+            request_id=request.request_id,
+            plan_id=ctx.plan_id,
+            action_id=ctx.action_id,
+            tool=ctx.tool,
+            approved=False,
+            decided_by="gate",
+            reason=reason,
+            action_hash=request.action_hash,
+            outcome=ApprovalOutcome.DENIED_EARLIER.value,
+            agent=ctx.agent,
+        )
+        self.transition(ctx, S.LOCKED, reason)
 
     async def _go_live(
         self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None, why: str
@@ -571,21 +643,36 @@ class ExecutionController:
     async def _await_approval(self, ctx: ExecutionContext) -> ApprovalDecision:
         request = self._new_request(ctx)
         self.bus.emit(ApprovalRequested, **request.model_dump(exclude={"requested_at"}), expires_at=request.expires_at)
+        stopped = self.escalation_stopped(ctx.agent)
         if self._lock_seen():
             decision = deny(request, "lock", f"system locked: {self._lock_reason}")
+        elif stopped is not None:
+            decision = deny(request, "operator", stopped)
         else:
             try:
-                decision = await asyncio.wait_for(self.gate.decide(request), request.timeout_s)
+                timeout = None if getattr(self.gate, "times_requests", False) else request.timeout_s
+                decision = await asyncio.wait_for(self.gate.decide(request), timeout)
             except TimeoutError:
-                decision = deny(request, "timeout", f"no answer within {request.timeout_s:g}s")
+                decision = expire(request)
         decision = self.check_decision(ctx, request, decision)
+        outcome = decision.kind
+        if outcome is ApprovalOutcome.DENIED_AND_STOPPED:
+            self.stop_agent(ctx.agent, f"agent {ctx.agent} stopped by {decision.decided_by}: {decision.reason}")
+        if outcome in (ApprovalOutcome.DENIED, ApprovalOutcome.DENIED_AND_STOPPED) and decision.decided_by != "lock":
+            self.denied_hashes.add(request.action_hash)
+        approved_hash = decision.action_hash if decision.approved else request.action_hash
         ctx.approval = {
             "request_id": request.request_id,
             "approved": decision.approved,
             "decided_by": decision.decided_by,
             "reason": decision.reason,
-            "action_hash": request.action_hash,
+            "action_hash": approved_hash,
+            "outcome": outcome.value,
+            "args_fully_visible": decision.args_fully_visible,
         }
+        if decision.approved and decision.edited_args is not None:
+            ctx.approval["operator_modified"] = True
+            ctx.approval["original_action_hash"] = request.action_hash
         self.bus.emit(
             ApprovalDecided,
             request_id=request.request_id,
@@ -595,7 +682,12 @@ class ExecutionController:
             approved=decision.approved,
             decided_by=decision.decided_by,
             reason=decision.reason,
-            action_hash=request.action_hash,
+            action_hash=approved_hash,
+            outcome=outcome.value,
+            agent=ctx.agent,
+            args_fully_visible=decision.args_fully_visible,
+            original_action_hash=request.action_hash if decision.edited_args is not None and decision.approved else "",
+            edited_args=decision.edited_args if decision.approved else None,
         )
         if not decision.approved:
             # A grant needs no barrier of its own: nothing goes LIVE before the barrier (or
@@ -609,13 +701,23 @@ class ExecutionController:
     def check_decision(
         self, ctx: ExecutionContext, request: ApprovalRequest, decision: ApprovalDecision
     ) -> ApprovalDecision:
-        """An approval counts only for this exact action, once, before it expires, unlocked."""
+        """An approval counts only for this exact action, once, before it expires, unlocked.
+
+        An approval with edited arguments binds to the hash of the action with those
+        arguments; it is checked against that, and the action then runs with them.
+        """
         if not decision.approved:
             return decision
         problem = None
+        edited_error = None if decision.edited_args is None else edited_args_problem(decision.edited_args)
+        expected = ctx.action_hash()
+        if decision.edited_args is not None and edited_error is None:
+            expected = canonical_action_hash(ctx.agent, ctx.tool, decision.edited_args, ctx.plan_id, ExecutionMode.LIVE)
         if decision.request_id != request.request_id:
             problem = "approval answers another request"
-        elif decision.action_hash != ctx.action_hash():
+        elif edited_error is not None:
+            problem = f"edited arguments rejected: {edited_error}"
+        elif decision.action_hash != expected:
             problem = "approval hash does not match the action as it is now"
         elif decision.request_id in self._used_approvals:
             problem = "approval was already used"
@@ -626,4 +728,6 @@ class ExecutionController:
         if problem is not None:
             return deny(request, decision.decided_by, f"refused: {problem}")
         self._used_approvals.add(decision.request_id)
+        if decision.edited_args is not None:
+            ctx.action = ctx.action.model_copy(update={"args": decision.edited_args})
         return decision

@@ -131,7 +131,12 @@ class ApprovalDecided(Event):
     approved: bool
     decided_by: str
     reason: str
-    action_hash: str
+    action_hash: str  # the hash the decision binds to (the edited action's, when edited)
+    outcome: str = ""  # ApprovalOutcome value: APPROVE, DENY, EXPIRED, DENIED_EARLIER, DENY_AND_STOP
+    agent: str = ""
+    args_fully_visible: bool | None = None
+    original_action_hash: str = ""  # set when the operator edited the arguments before approving
+    edited_args: dict[str, Any] | None = None
 
 
 class RollbackPerformed(Event):
@@ -187,7 +192,7 @@ class PlanFinished(Event):
     kind: Literal["plan_finished"] = "plan_finished"
     plan_id: str
     plan_index: int
-    status: Literal["SUCCEEDED", "FAILED", "REJECTED"]
+    status: Literal["SUCCEEDED", "PARTIAL", "LOCKED", "INTERRUPTED", "FAILED", "REJECTED"]
     successful: int
     failed: int
     held: int
@@ -204,6 +209,7 @@ class RunFinished(Event):
     plans_successful: int
     plans_failed: int
     interrupted: bool = False
+    status: str = ""  # the run's outcome: SUCCEEDED, PARTIAL, LOCKED, INTERRUPTED, FAILED
 
 
 AnyEvent = Annotated[

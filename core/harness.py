@@ -31,6 +31,8 @@ from core.events import (
     RunResumed,
     RunStarted,
     SignalEmitted,
+    SystemLocked,
+    SystemUnlocked,
     ToolExecuted,
     UnknownOutcomes,
 )
@@ -38,6 +40,7 @@ from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectL
 from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
 from core.journal import Journal
+from core.lock_state import LockStateError, SystemLockState
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
 from core.orchestrator import OrchestrationResult, ToolOrchestrator
@@ -69,6 +72,10 @@ class Phase24ExecutionConfig(BaseModel):
     health_every: int = Field(default=25, ge=1)
     health_min_interval_s: float = Field(default=0.2, ge=0)
     durable_journal: bool = True
+    # Where the system-wide lock lives (core/lock_state.py); None: $PHASE24_STATE_DIR or the
+    # user's state directory.
+    state_dir: Path | None = None
+    lock_poll_s: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("approval_required_for_high_risk")
     @classmethod
@@ -91,6 +98,18 @@ RUN_RECORD = "run.json"
 
 def make_run_id(clock: Clock) -> str:
     return "phase24_" + clock.now().strftime("%Y%m%d_%H%M%S")
+
+
+def run_status(by_status: Mapping[str, int], *, interrupted: bool, unknown: bool) -> str:
+    """The run reported by what happened, worst first (exit codes: console/exit_codes.py)."""
+    if by_status.get("FAILED") or unknown:
+        return "FAILED"
+    if interrupted or by_status.get("INTERRUPTED"):
+        return "INTERRUPTED"
+    for status in ("LOCKED", "PARTIAL"):
+        if by_status.get(status):
+            return status
+    return "SUCCEEDED"
 
 
 class Phase24Harness:
@@ -163,6 +182,8 @@ class Phase24Harness:
         self._resume = threading.Event()
         self._resume.set()
         self._stopping = False
+        self._finished = False
+        self._journal_live = False
         self._stop_holding = self.bus.subscribe(self._hold_before_start)
         self.bus.subscribe(self.monitor.observe)
         self.bus.subscribe(self.feedback_loop.observe)
@@ -171,6 +192,9 @@ class Phase24Harness:
             self.bus.subscribe(self.writer.observe)
         self.bus.on_error = self._subscriber_failed
         self.controller.on_storage_failure = self._storage_failed
+        self.lock_state = SystemLockState(self.config.state_dir, self.clock)
+        self.controller.lock_store = self._store_lock
+        self._lock_stamp = -1.0
 
     @classmethod
     def from_interrupted_run(
@@ -238,13 +262,12 @@ class Phase24Harness:
         self._on_core(lambda: self._set_paused(False, by))
 
     def stop(self, reason: str = "operator quit") -> None:
-        """Start nothing new, deny what waits, and let the run finish its outputs."""
+        """Start nothing new, escalate nothing more, deny what waits, and let the run finish
+        its outputs. The flag is read by every escalation check at once (any thread)."""
         self._stopping = True
+        self.controller.stop_reason = f"the run was stopped: {reason}"
         self._resume.set()
-        self._on_core(lambda: self._wake_and_cancel(reason))
-
-    def _wake_and_cancel(self, reason: str) -> None:
-        self.gate.cancel_pending(reason)
+        self._on_core(lambda: self.controller.stop_run(f"the run was stopped: {reason}"))
 
     def _set_paused(self, paused: bool, by: str) -> None:
         self.bus.emit(RunPaused if paused else RunResumed, by=by)
@@ -294,6 +317,56 @@ class Phase24Harness:
             self._storage_failed(f"{type(exc).__name__}: {exc}")
             self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
 
+    def _store_lock(self, locked: bool, reason: str, by: str) -> None:
+        """Record a lock or unlock durably: the system-wide state, and this run's journal.
+
+        After the run has finished the journal and the decisions file are reopened for the
+        record, so a lock or unlock at any moment is on file with who and why.
+        """
+        current = self.lock_state.read()
+        if current.locked != locked or (locked and current.reason != reason):
+            self.lock_state.lock(reason, by) if locked else self.lock_state.unlock(reason, by)
+        self._lock_stamp = self.lock_state.stamp()
+        if self.journal is not None and self._journal_live:
+            self.journal.set_state("locked", reason if locked else "")
+        elif self._finished and self.writer is not None:
+            self._record_after_run(locked, reason, by)
+
+    def _record_after_run(self, locked: bool, reason: str, by: str) -> None:
+        event_type = SystemLocked if locked else SystemUnlocked
+        event = event_type(seq=self.bus.last_seq + 1, ts=self.clock.now(), run_id=self.run_id, reason=reason, by=by)
+        out = self.config.output_dir
+        if self.config.durable_journal and (out / "journal.sqlite3").exists():
+            with Journal.open(out, self.run_id, clock=self.clock) as journal:
+                self.bus.start_after(journal.last_seq)
+                event = event.model_copy(update={"seq": journal.last_seq + 1})
+                journal.observe(event)
+                journal.set_state("locked", reason if locked else "")
+        try:
+            writer = OutputWriter(out)
+            writer.open()
+            try:
+                writer.observe(event)
+            finally:
+                writer.close()
+        except OSError as exc:
+            raise LockStateError(f"{out}: cannot record the {event.kind} after the run: {exc.strerror or exc}") from exc
+        self.bus.start_after(event.seq)
+
+    async def _follow_system_lock(self) -> None:
+        """A lock or unlock recorded elsewhere (`phase24 lock`, another console) takes effect here."""
+        while True:
+            await asyncio.sleep(self.config.lock_poll_s)
+            stamp = self.lock_state.stamp()
+            if stamp == self._lock_stamp:
+                continue
+            self._lock_stamp = stamp
+            record = self.lock_state.read()
+            if record.locked and not self.controller.locked:
+                self.controller.lock_system(record.reason, record.by or "system")
+            elif not record.locked and self.controller.locked:
+                self.controller.unlock_system(record.reason, record.by or "operator")
+
     def _storage_failed(self, error: str) -> None:
         if self.storage_error is None:
             self.storage_error = error
@@ -325,6 +398,14 @@ class Phase24Harness:
             self.writer.open()
             self._open_durable_state()
         self._replay_before_start()
+        system_lock = self.lock_state.read()
+        self._lock_stamp = self.lock_state.stamp()
+        if system_lock.locked and not self.controller.locked:
+            # The lock is system-wide: a run started while the system is locked starts locked.
+            reason = f"system-wide lock ({system_lock.reason}; by {system_lock.by or 'unknown'})"
+            self.controller.restore_lock(reason)
+            self.bus.emit(SystemLocked, reason=reason, by="system-wide lock")
+        follower = asyncio.create_task(self._follow_system_lock())
         start = self.clock.now()
         self.bus.emit(
             RunStarted,
@@ -345,15 +426,17 @@ class Phase24Harness:
                     break
                 await self._run_plan(index, plan)
         finally:
+            follower.cancel()
             health = self._emit_health()
+            self.summary = self._summary(start, interrupted or self._stopping)
             self.bus.emit(
                 RunFinished,
                 plans_processed=len(self.statuses),
                 plans_successful=sum(s.status == "SUCCEEDED" for s in self.statuses),
                 plans_failed=sum(s.status == "FAILED" for s in self.statuses),
                 interrupted=interrupted or self._stopping,
+                status=self.summary["status"],
             )
-            self.summary = self._summary(start, interrupted or self._stopping)
             if self.writer is not None:
                 conflicts = self.conflict_resolver.summary()
                 if self.prior is not None:
@@ -362,6 +445,7 @@ class Phase24Harness:
                 self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
                 self.writer.close()
             self._close_durable_state()
+            self._finished = True
         return self.summary
 
     def _open_durable_state(self) -> None:
@@ -374,8 +458,8 @@ class Phase24Harness:
         journal = Journal.open(out, self.run_id, clock=self.clock)
         self.journal = journal
         self._detach_journal = journal.attach(self.bus)
+        self._journal_live = True
         self.controller.ledger = journal
-        self.controller.lock_store = lambda reason: journal.set_state("locked", reason)
         locked = journal.get_state("locked")
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
@@ -395,9 +479,8 @@ class Phase24Harness:
             finally:
                 self._detach_journal()
                 self.journal.close()
-                # The run is over: a later lock or unlock changes nothing that could resume.
                 self.controller.ledger = None
-                self.controller.lock_store = None
+                self._journal_live = False
 
     def _run_record(self) -> str:
         """run.json (what a resume needs), encoded by pydantic: the plans can be large."""
@@ -486,8 +569,13 @@ class Phase24Harness:
             for r in result.tool_results:
                 states[r["final_state"]] = states.get(r["final_state"], 0) + 1
                 live += r["mode"] == "LIVE"
+        by_status: dict[str, int] = {}
+        for s in statuses:
+            by_status[s.status] = by_status.get(s.status, 0) + 1
         return {
             "pipeline_id": self.run_id,
+            "status": run_status(by_status, interrupted=interrupted, unknown=bool(self.unknown_outcomes)),
+            "plans_by_status": dict(sorted(by_status.items())),
             "start_time": iso(start),
             "end_time": iso(self.clock.now()),
             "plans_processed": len(statuses),

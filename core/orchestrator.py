@@ -21,7 +21,26 @@ from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPe
 from core.executors import ExecutionOutcome, ExecutorRegistry
 from core.plans import PlannedAction, ToolExecutionPlan
 
-__all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator"]
+__all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "plan_status"]
+
+
+def plan_status(*, failed: int, held_by_lock: bool, interrupted: bool, incomplete: int) -> str:
+    """A plan is reported by what happened to it, worst first.
+
+    FAILED: an action failed. INTERRUPTED: the operator quit before it was done. LOCKED: the
+    system lock held actions at MOCK. PARTIAL: actions were denied, expired or cancelled (other
+    than by conflict resolution, e.g. a duplicate aborted on purpose). SUCCEEDED: everything
+    else ran as far as it was allowed to.
+    """
+    if failed:
+        return "FAILED"
+    if interrupted:
+        return "INTERRUPTED"
+    if held_by_lock:
+        return "LOCKED"
+    if incomplete:
+        return "PARTIAL"
+    return "SUCCEEDED"
 
 
 class OrchestrationResult(BaseModel):
@@ -205,6 +224,10 @@ class _PlanRun:
             await self.done[dep].wait()
             dep_ctx = self.contexts.get(dep)
             if dep_ctx is None or dep_ctx.state is not ExecutionState.COMPLETED:
+                if dep_ctx is not None and dep_ctx.held_by_system_lock and controller.locked:
+                    # The lock drops the run to MOCK, it does not end it: a dependency held at
+                    # MOCK by the lock lets this action run MOCK too (it is held the same way).
+                    continue
                 state = dep_ctx.state.value if dep_ctx else "unknown"
                 self._cancel(ctx, f"dependency {dep} ended {state}")
                 return
@@ -214,6 +237,10 @@ class _PlanRun:
         stop = await self.o.pause_gate()
         if stop is not None:
             self._cancel(ctx, stop)
+            return
+        stopped_agent = controller.stopped_agents.get(ctx.agent)
+        if stopped_agent is not None:
+            self._cancel(ctx, stopped_agent)
             return
         lock = self.resource_locks.get(action.resource) if action.resource else None
         if lock is not None:
@@ -325,7 +352,12 @@ class _PlanRun:
         # Built here from trusted values: skip re-validating thousands of records.
         return OrchestrationResult.model_construct(
             plan_id=self.plan.plan_id,
-            status="FAILED" if counts["failed"] else "SUCCEEDED",
+            status=plan_status(
+                failed=counts["failed"],
+                held_by_lock=any(c.held_by_system_lock for c in contexts.values()),
+                interrupted=self.o.controller.stop_reason is not None and (counts["held"] + counts["cancelled"]) > 0,
+                incomplete=counts["held"] + sum(1 for a in cancelled if a not in self.resolution.aborted),
+            ),
             successful_executions=counts["successful"],
             failed_executions=counts["failed"],
             held_executions=counts["held"],

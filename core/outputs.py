@@ -133,14 +133,25 @@ class OutputWriter:
                 OPERATOR_DECISIONS,
                 {
                     "timestamp": iso(event.ts),
-                    "decision": "APPROVE" if event.approved else "DENY",
+                    "decision": event.outcome or ("APPROVE" if event.approved else "DENY"),
                     "by": event.decided_by,
                     "why": event.reason,
                     "request_id": event.request_id,
                     "plan_id": event.plan_id,
                     "action_id": event.action_id,
+                    "agent": event.agent,
                     "tool": event.tool,
                     "action_hash": event.action_hash,
+                    "args_fully_visible": event.args_fully_visible,
+                    **(
+                        {
+                            "operator_modified": True,
+                            "original_action_hash": event.original_action_hash,
+                            "edited_args": event.edited_args,
+                        }
+                        if event.original_action_hash
+                        else {}
+                    ),
                     "seq": event.seq,
                 },
             )

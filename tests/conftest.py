@@ -25,6 +25,14 @@ VALIDATIONS = SAMPLES / "phase22" / "validations.json"
 MODE_ORDER = [ExecutionMode.MOCK, ExecutionMode.DRY_RUN, ExecutionMode.LIVE]
 
 
+@pytest.fixture(autouse=True)
+def _system_lock_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own system-wide lock state (never the user's own), unlocked."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("PHASE24_STATE_DIR", str(state))
+    return state
+
+
 def act(action_id: str, agent: str = "agent_a", tool: str = "math_compute", confidence: float = 0.9, **extra: Any):
     """One action dict for a plan."""
     return {"id": action_id, "agent": agent, "tool": tool, "confidence": confidence, **extra}
@@ -84,6 +92,8 @@ def make_harness(tmp_path_factory: pytest.TempPathFactory) -> HarnessFactory:
         config.setdefault("retry_delay_range_s", (0.0, 0.0))
         if "output_dir" not in config:
             config["output_dir"] = tmp_path_factory.mktemp("out") / "run"
+        # Each harness its own system-wide lock state: a lock in one example never carries over.
+        config.setdefault("state_dir", Path(config["output_dir"]).parent / "state")
         harness = Phase24Harness(
             Phase24ExecutionConfig(**config),
             gate=gate if gate is not None else PolicyGate(approve_all=False),

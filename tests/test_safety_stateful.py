@@ -140,7 +140,7 @@ class SafetyMachine(RuleBasedStateMachine):
             gate,
             approval_timeout_s=APPROVAL_TIMEOUT_S,
             ledger=journal,
-            lock_store=lambda reason: journal.set_state("locked", reason),
+            lock_store=lambda locked, reason, by: journal.set_state("locked", reason if locked else ""),
         )
         controller.bind_loop(self.loop)
 
