@@ -57,7 +57,7 @@ _current: Times | None = None
 
 
 def _wrap_modal() -> None:
-    from console.modals import ApprovalModal
+    from console.approval_prompt import ApprovalModal
 
     if getattr(ApprovalModal.show_request, "_bench", False):
         return
@@ -83,7 +83,7 @@ async def _one_run(out: Path, times: Times) -> dict[str, Any]:
     from textual.worker import WorkerState
 
     from console.app import ConsoleGate, make_app
-    from console.modals import ApprovalModal
+    from console.approval_prompt import ApprovalModal
     from core.clock import SystemClock
     from core.contracts import standard_registry
     from core.events import ApprovalDecided, ApprovalRequested, StateTransition

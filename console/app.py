@@ -15,17 +15,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
+from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Log, Tab, Tabs
+from textual.widgets import Log, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
+from console.approval_prompt import DEFAULT_ARM_DELAY_S, ApprovalModal
 from console.feed import EventFeed
-from console.modals import ApprovalModal, ConfirmModal, HelpScreen
+from console.modals import ConfirmModal, HelpScreen
 from console.panes import (
     ApprovalsPane,
     ConflictsPane,
@@ -55,6 +59,9 @@ DRAIN_PER_TICK = 25_000
 SWITCH_INTERVAL_S = 0.001
 NARROW_WIDTH = 120
 NARROW_HEIGHT = 36
+# Below this the console shows only "terminal too small" (the lock key still works).
+TINY_WIDTH = 50
+TINY_HEIGHT = 14
 
 
 @dataclass
@@ -65,10 +72,14 @@ class ApprovalArrived(Message):
 
 
 class ConsoleGate(QueueGate):
-    """The Phase 13 gate as the operator: requests wait until answered at the console."""
+    """The Phase 13 gate as the operator: requests wait until answered at the console.
+
+    A request's countdown starts when its prompt is on screen, not when it was made: a
+    request queued behind another keeps its whole time.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(timeout_from_shown=True)
         self.app: App[int] | None = None
         self.on_request = self._forward
 
@@ -107,6 +118,7 @@ class OperatorConsole(App[int]):
         autostart: bool = True,
         now: Callable[[], datetime] = _utcnow,
         tick_s: float = 0.2,  # 5 Hz: each frame costs the GIL-sharing core; 10 Hz measured ~15% slower
+        arm_delay: float = DEFAULT_ARM_DELAY_S,
     ) -> None:
         super().__init__()
         self.harness = harness
@@ -119,7 +131,13 @@ class OperatorConsole(App[int]):
         self.view = RunView()
         self.active_pane = "transitions"
         # One approval prompt for the session, composed at start-up and filled per request.
-        self.approval_prompt = ApprovalModal(None, now)
+        self.approval_prompt = ApprovalModal(
+            None,
+            seconds_left=gate.seconds_left,
+            waiting=lambda: len(gate.pending),
+            on_shown=gate.mark_shown,
+            arm_delay=arm_delay,
+        )
         self.current_modal: ApprovalModal | None = None
         self.core_worker: Worker[object] | None = None
         self.core_error: str | None = None
@@ -131,6 +149,7 @@ class OperatorConsole(App[int]):
     # -- layout -----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        yield Static(id="too-small")
         yield LockBanner(id="lock-banner")
         yield StatusBar(id="status-bar")
         yield Tabs(*(Tab(f"{i + 1} {title}", id=f"tab-{key}") for i, (key, title) in enumerate(PANES)), id="pane-tabs")
@@ -155,7 +174,7 @@ class OperatorConsole(App[int]):
         self.query_one(StatusBar).render_view(self.view)
         self.set_interval(self.tick_s, self.drain)
         self.set_interval(1.0, self._countdowns)
-        self.run_worker(self._approval_loop, group="approvals", name="approvals")
+        self.run_worker(self._approval_loop(), group="approvals", name="approvals")
         if self.autostart:
             self.start_core()
 
@@ -171,12 +190,27 @@ class OperatorConsole(App[int]):
         sys.setswitchinterval(self._switch_interval)
         self._unsubscribe()  # the harness may outlive the app (tests, resume)
 
-    def on_resize(self) -> None:
-        self._apply_size()
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: this handler runs before App's own, which updates `self.size`.
+        self._apply_size(event.size)
 
-    def _apply_size(self) -> None:
-        narrow = self.size.width < NARROW_WIDTH or self.size.height < NARROW_HEIGHT
-        self.screen.set_class(narrow, "-narrow")
+    def _apply_size(self, size: Size | None = None) -> None:
+        # The main screen's layout follows the terminal's size also while a prompt or another
+        # screen is on top (self.screen is then that screen, not the main one).
+        width, height = size or self.size
+        main = self.screen_stack[0]
+        narrow = width < NARROW_WIDTH or height < NARROW_HEIGHT
+        tiny = width < TINY_WIDTH or height < TINY_HEIGHT
+        main.set_class(narrow, "-narrow")
+        main.set_class(tiny, "-tiny")
+        if tiny:
+            self.query_one("#too-small", Static).update(
+                Text(
+                    f"Terminal too small ({width}x{height}): enlarge it to at least {TINY_WIDTH}x{TINY_HEIGHT}."
+                    " l locks, q quits.",
+                    style="bold reverse yellow",
+                )
+            )
         self.show_pane(self.active_pane)
 
     def show_pane(self, key: str) -> None:
@@ -246,10 +280,9 @@ class OperatorConsole(App[int]):
             if changes.health:
                 self.query_one(HealthPane).render_view(self.view)
             if changes.approvals:
-                self.query_one(ApprovalsPane).render_view(self.view, self.now)
-            self.query_one(StatusBar).render_view(self.view)
+                self._render_approvals()
+            self._render_header(changes.header)
             if changes.header:
-                self.query_one(LockBanner).render_view(self.view)
                 self.refresh_bindings()
         if changes.unknown:
             self.notify(
@@ -264,9 +297,26 @@ class OperatorConsole(App[int]):
             if self.current_modal is not None:
                 self.current_modal.settle_elsewhere(request_id)
 
+    def _render_header(self, banner: bool = True) -> None:
+        """The status line (and the lock banner) on the main screen and above the prompt."""
+        prompt = self.approval_prompt
+        bars = [self.query_one("#status-bar", StatusBar)]
+        banners = [self.query_one("#lock-banner", LockBanner)] if banner else []
+        if prompt.is_mounted:
+            bars.append(prompt.query_one("#prompt-status-bar", StatusBar))
+            if banner:
+                banners.append(prompt.query_one("#prompt-lock-banner", LockBanner))
+        for bar in bars:
+            bar.render_view(self.view)
+        for widget in banners:
+            widget.render_view(self.view)
+
+    def _render_approvals(self) -> None:
+        self.query_one(ApprovalsPane).render_view(self.view, self.gate.seconds_left_of, self.now)
+
     def _countdowns(self) -> None:
         if self.view.pending:
-            self.query_one(ApprovalsPane).render_view(self.view, self.now)
+            self._render_approvals()
 
     # -- approvals --------------------------------------------------------------------
 
@@ -276,7 +326,7 @@ class OperatorConsole(App[int]):
     async def _approval_loop(self) -> None:
         while True:
             request = await self._approvals.get()
-            if request.request_id not in {r.request_id for r in self.gate.pending}:
+            if self._quit_requested or request.request_id not in {r.request_id for r in self.gate.pending}:
                 continue
             modal = self.approval_prompt
             while not modal.is_mounted:
@@ -285,6 +335,7 @@ class OperatorConsole(App[int]):
                 self._prepare_prompt()
                 await asyncio.sleep(0.005)
             modal.show_request(request)
+            self._render_header()
             self.current_modal = modal
             decision = await self.push_screen_wait(modal)
             self.current_modal = None
@@ -306,8 +357,7 @@ class OperatorConsole(App[int]):
         if self.harness.lock("lock key pressed at the console", "operator"):
             self.view.locked = True
             self.view.lock_reason = "lock key pressed at the console"
-            self.query_one(LockBanner).render_view(self.view)
-            self.query_one(StatusBar).render_view(self.view)
+            self._render_header()
             self.refresh_bindings()
 
     def action_unlock(self) -> None:
@@ -346,7 +396,7 @@ class OperatorConsole(App[int]):
             return
         self._quit_requested = True
         self.view.stopping = True
-        self.query_one(StatusBar).render_view(self.view)
+        self._render_header(banner=False)
         self.harness.stop("operator quit")
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
@@ -367,9 +417,10 @@ def make_app(
     *,
     autostart: bool = True,
     now: Callable[[], datetime] | None = None,
+    arm_delay: float = DEFAULT_ARM_DELAY_S,
 ) -> OperatorConsole:
     """The one factory for the CLI and the tests alike. Countdowns read the run's clock."""
-    return OperatorConsole(harness, gate, autostart=autostart, now=now or harness.clock.now)
+    return OperatorConsole(harness, gate, autostart=autostart, now=now or harness.clock.now, arm_delay=arm_delay)
 
 
 def run_console(args: argparse.Namespace) -> int:
@@ -377,7 +428,8 @@ def run_console(args: argparse.Namespace) -> int:
 
     gate = ConsoleGate()
     harness = prepare(args, gate=gate)
-    app = make_app(harness, gate)
+    arm_delay = getattr(args, "arm_delay", None)
+    app = make_app(harness, gate, arm_delay=DEFAULT_ARM_DELAY_S if arm_delay is None else arm_delay)
     code = app.run()
     out = harness.config.output_dir
     summary = harness.summary

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from console import exit_codes
+from console.lock_cli import add_lock_commands, add_state_dir_option
 
 DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MOCK -> DRY_RUN -> LIVE escalation."
 
@@ -66,6 +67,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait before retrying a timed-out tool (default 5-15)",
     )
     parser.add_argument("--seed", type=int, default=24, help="seed for the run's randomness (retry delays)")
+    add_state_dir_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch = sub.add_parser("console", help="run plans in the live operator console")
     _add_run_options(watch)
+    watch.add_argument(
+        "--arm-delay",
+        type=_arm_delay,
+        default=None,
+        metavar="S",
+        help="seconds an approval prompt must be on screen, with no answer key pressed, before it accepts one"
+        " (default 0.6, at least 0.3)",
+    )
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
@@ -92,7 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
     )
+    add_lock_commands(sub)
     return parser
+
+
+def _arm_delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0.3 <= value <= 10:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected 0.3 to 10 seconds, got {text!r}")
+    return value
 
 
 class BadInput(Exception):
@@ -134,6 +155,7 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
             confidence_threshold_for_live=args.live_floor,
             retry_delay_range_s=args.retry_delay,
             seed=args.seed,
+            state_dir=args.state_dir,
             **({"approval_timeout_s": args.approval_timeout} if args.approval_timeout is not None else {}),
         )
     except ValidationError as exc:
@@ -189,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.journal_cli import cmd_resume
 
             return cmd_resume(args)
+        if args.command in ("lock", "unlock", "lock-status"):
+            from console.lock_cli import cmd_lock, cmd_lock_status, cmd_unlock
+
+            return {"lock": cmd_lock, "unlock": cmd_unlock, "lock-status": cmd_lock_status}[args.command](args)
     except BadInput as exc:
         return _fail(str(exc))
     except Phase24Error as exc:

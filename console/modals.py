@@ -1,219 +1,21 @@
-"""Modal screens: the approval prompt, the unlock confirmation and the help overlay."""
+"""Modal screens: the unlock confirmation and the help overlay (the approval prompt: approval_prompt.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from datetime import datetime
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Static
-
-from console.panes import Readout
-from core.approval import ApprovalDecision, ApprovalRequest, deny, grant
-from core.inert import inert, inert_json
-
-OPERATOR = "operator"
-# Our own fixed text (markup is fine here, never for data): each key is also a click target.
-KEYS_LINE = (
-    "[b reverse green][@click=screen.approve] y approve [/][/]  "
-    "[b reverse red][@click=screen.deny] n deny [/][/]  "
-    "[@click=screen.deny_with_reason][b]r[/b] deny with a reason[/]  "
-    "[@click=app.lock][b]l[/b] lock[/]  "
-    "[dim](ctrl+l while typing)[/dim]  [b]?[/b] help  [b]q[/b] quit"
-)
-KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every prompt
-# Arguments that fit in the box's 10 rows even when wrapped at 60 columns (a narrow
-# terminal) are shown in place; longer ones in a box that scrolls.
-SHORT_ARGS_ROWS = 10
-SHORT_ARGS_WIDTH = 60
-
-
-def fits_in_place(text: str) -> bool:
-    """True if every line of `text` is on screen without scrolling, wrapped or not."""
-    rows = 0
-    for line in text.split("\n"):
-        rows += max(1, -(-len(line) // SHORT_ARGS_WIDTH))
-        if rows > SHORT_ARGS_ROWS:
-            return False
-    return True
-
-
-def request_details(r: ApprovalRequest) -> Text:
-    """The prompt's facts about one request; every value from the request is shown literally."""
-    ok = r.confidence >= r.threshold
-    details = Text()
-    details.append(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")
-    details.append("\n")
-    for label, value, style in (
-        ("agent", inert(r.agent, 200), "bold"),
-        ("tool", inert(r.tool, 200), "bold"),
-        ("risk", r.risk_level.value, "bold red"),
-        (
-            "reversible",
-            "yes" if r.reversible else "NO: the effect cannot be undone",
-            "" if r.reversible else "bold red",
-        ),
-        (
-            "confidence",
-            f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
-            "green" if ok else "bold red",
-        ),
-        ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
-        ("action hash", r.action_hash[:16] + "…", "dim"),
-    ):
-        details.append(f"{label:>14}  ", style="dim")
-        details.append(value + "\n", style=style)
-    details.append("arguments (shown literally):", style="dim")
-    return details
-
-
-class ApprovalModal(ModalScreen[ApprovalDecision | None]):
-    """The prompt for one HIGH-risk LIVE escalation. `y` approves, `n` denies, `r` denies with a reason.
-
-    The console composes one prompt at start-up and fills it for each request
-    (`show_request`), so a request reaches the screen without composing and mounting widgets
-    first. Dismisses with None when the request was settled elsewhere (timeout, lock).
-    """
-
-    BINDINGS = [
-        Binding("y", "approve", "Approve"),
-        Binding("n", "deny", "Deny"),
-        Binding("r", "deny_with_reason", "Deny with reason"),
-        Binding("l", "app.lock", "Lock"),
-    ]
-
-    def __init__(self, request: ApprovalRequest | None, now: Callable[[], datetime]) -> None:
-        super().__init__(classes="approval-modal")
-        self.now = now
-        self.request: ApprovalRequest | None = None
-        self.settled = True  # nothing to answer until a request is shown
-        self._settle_on_resume: str | None = None  # a request settled while another screen was on top
-        self._filled_id: str | None = None  # the request the widgets show
-        self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
-        if request is not None:
-            self.show_request(request)
-
-    def compose(self) -> ComposeResult:
-        # Few widgets: the keys line replaces a Footer and buttons (its keys are clickable);
-        # the reason box stays hidden until `r`.
-        with Vertical(id="approval-dialog"):
-            yield Static(id="approval-details")
-            with VerticalScroll(id="approval-args"):
-                yield Static(id="approval-args-text")
-            yield Readout("", id="approval-countdown")
-            yield Input(placeholder="reason for denying, then Enter", id="deny-reason")
-            yield Static(KEYS_CONTENT, id="approval-keys")
-
-    def on_mount(self) -> None:
-        if self.request is not None:
-            self._fill(self.request)
-        self.set_interval(0.25, self._tick)
-
-    def show_request(self, request: ApprovalRequest) -> None:
-        """Make the prompt ask about `request` (called while the prompt is not on screen)."""
-        self.request = request
-        self.settled = False
-        self._settle_on_resume = None
-        if self.is_mounted:
-            self._fill(request)
-
-    def _fill(self, request: ApprovalRequest) -> None:
-        self.query_one("#approval-details", Static).update(request_details(request))
-        args = inert_json(request.args, 20_000)
-        self.query_one("#approval-args-text", Static).update(Text(args))
-        box = self.query_one("#approval-args", VerticalScroll)
-        box.set_class(fits_in_place(args), "-short")
-        box.scroll_home(animate=False, immediate=True)
-        reason = self.query_one("#deny-reason", Input)
-        reason.value = ""
-        reason.display = False
-        self.set_focus(None)  # nothing of the previous request keeps the keys
-        self._filled_id = request.request_id
-        self._tick()
-
-    def seconds_left(self) -> float:
-        if self.request is None:
-            return 0.0
-        return max(0.0, (self.request.expires_at - self.now()).total_seconds())
-
-    def _tick(self) -> None:
-        if self.request is None or self.settled:
-            return
-        left = self.seconds_left()
-        self.query_one("#approval-countdown", Readout).show(
-            Text(f"no answer in {left:4.0f}s = DENY", style="bold red" if left < 10 else "bold yellow")
-        )
-        if left <= 0:
-            if self.is_current:
-                self.finish(deny(self.request, "timeout", "no answer before the timeout"))
-            else:
-                self._settle_on_resume = self.request.request_id  # the core denies it on its own clock
-
-    def settle_elsewhere(self, request_id: str) -> None:
-        """The core settled `request_id` (timeout, lock): close without answering, if it is shown."""
-        if self.request is None or self.request.request_id != request_id or self.settled:
-            return
-        if self.is_current:
-            self.finish(None)
-        else:
-            self._settle_on_resume = request_id
-
-    def on_screen_resume(self) -> None:
-        if self.request is not None and self._settle_on_resume == self.request.request_id:
-            self.finish(None)
-
-    def _compositor_refresh(self) -> None:
-        # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
-        # current request's prompt has gone out, its keys may answer it.
-        super()._compositor_refresh()
-        if self.request is not None and self.is_current and self._filled_id == self.request.request_id:
-            self.shown_id = self.request.request_id
-
-    def _answerable(self) -> ApprovalRequest | None:
-        """The request the keys may answer: only once its prompt is on screen, so a key pressed
-        before it appeared (a second `y` meant for the previous prompt) never answers it."""
-        request = self.request
-        if request is None or self.settled or self.shown_id != request.request_id:
-            return None
-        return request
-
-    def finish(self, decision: ApprovalDecision | None) -> None:
-        if self.settled:
-            return
-        self.settled = True
-        self.dismiss(decision)
-
-    def action_approve(self) -> None:
-        request = self._answerable()
-        if request is not None:
-            self.finish(grant(request, OPERATOR, "approved at the console"))
-
-    def action_deny(self) -> None:
-        request = self._answerable()
-        if request is not None:
-            self.finish(deny(request, OPERATOR, "denied at the console"))
-
-    def action_deny_with_reason(self) -> None:
-        if self._answerable() is None:
-            return
-        box = self.query_one("#deny-reason", Input)
-        box.display = True
-        box.focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        request = self._answerable()
-        if request is not None:
-            reason = event.value.strip() or "denied at the console"
-            self.finish(deny(request, OPERATOR, reason))
+from textual.widgets import Button, Footer, Static
 
 
 class ConfirmModal(ModalScreen[bool]):
-    """A yes/no question; `y` confirms, `n` or Escape cancels."""
+    """A yes/no question; `y` confirms, `n` or Escape cancels.
+
+    Cancel has the focus, so Enter (or a stray key) never confirms: leaving the lock takes
+    the deliberate `y` or a click on Yes.
+    """
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
@@ -233,6 +35,9 @@ class ConfirmModal(ModalScreen[bool]):
                 yield Button("No (n)", variant="primary", id="no")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
 
@@ -243,20 +48,32 @@ class ConfirmModal(ModalScreen[bool]):
 HELP_TEXT = """\
 Phase 24 operator console: keys
 
+At an approval prompt (keys are dimmed until the prompt is armed: it must be
+on screen for a moment with no answer key pressed; a held or double-tapped key
+is dropped and never carries over to the next prompt):
   y        approve the HIGH-risk LIVE escalation on screen
   n        deny it            r   deny with a reason (type, then Enter)
-  l        LOCK: everything drops to MOCK at once; pending approvals are denied
+  s        deny and stop the agent: its remaining actions are cancelled
+  e        edit the arguments as JSON (ctrl+s saves), then y approves YOUR edit
+  up/down  scroll the arguments (PgUp, PgDn, Home, End too)
+An identical call that was denied is refused without asking again (denied earlier).
+
+Everywhere:
+  l        LOCK the whole system: nothing runs above MOCK, pending approvals are
+           denied; the rest of the run goes on in MOCK. System-wide: later runs
+           start locked until an unlock (phase24 lock / unlock from a shell)
   ctrl+l   lock, also while typing in a text box
-  u        unlock (asks to confirm)
+  u        unlock (asks to confirm; Cancel is the default)
   p        pause / resume (actions in flight finish; nothing new starts)
   1-6      show a pane: transitions, tools, conflicts, health, approvals, signals
   ctrl+p   command palette: the same actions by name
   ?        this help (? or Escape closes it)
-  q        quit: stops the run cleanly; the outputs are complete
+  q        quit: denies every waiting request, escalates nothing more, ends the run
+           (reported INTERRUPTED) with complete outputs
 
-No answer before an approval's countdown ends is a DENY. Approvals queue,
-oldest first; agents that do not wait on them keep running. Every decision,
-lock and unlock is written to operator_decisions.jsonl in the output directory.
+No answer before a prompt's countdown ends is EXPIRED, which denies. The countdown
+starts when the prompt is shown. Every decision, lock and unlock is written to
+operator_decisions.jsonl in the output directory and to the journal.
 """
 
 

@@ -18,6 +18,13 @@ from core.inert import inert
 TIER_STYLE = {"EXCELLENT": "bold green", "GOOD": "green", "FAIR": "bold yellow", "POOR": "bold red"}
 SEVERITY_STYLE = {6: "yellow", 7: "bold yellow", 8: "bold red"}
 LOG_LINES = 2000
+OUTCOME_LABEL = {
+    "APPROVE": "APPROVED",
+    "DENY": "DENIED",
+    "EXPIRED": "EXPIRED",
+    "DENIED_EARLIER": "DENIED EARLIER",
+    "DENY_AND_STOP": "DENIED + AGENT STOPPED",
+}
 
 
 class Readout(Static):
@@ -79,7 +86,7 @@ class KeysFooter(Footer):
         self._shown = self._keys() if self._bindings_ready else None
         yield from super().compose()
 
-    def bindings_changed(self, screen: Screen) -> None:
+    def bindings_changed(self, screen: Screen[object]) -> None:
         # Footer.bindings_changed (textual 8.2.8, pinned), plus: no rebuild while one is
         # already on its way (it reads the bindings when it runs) or when the keys are the same.
         self._bindings_ready = True
@@ -96,7 +103,12 @@ class StatusBar(Readout):
 
     def render_view(self, view: RunView) -> None:
         state = view.state_label
-        style = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan"}.get(state, "bold")
+        style = {
+            "running": "bold green",
+            "paused": "bold yellow",
+            "finished": "bold cyan",
+            "interrupted": "bold yellow",
+        }.get(state.split(" ")[0], "bold")
         ceiling = "MOCK (locked)" if view.locked else view.mode_ceiling
         text = Text.assemble(
             (f" {state.upper()} ", f"reverse {style}"),
@@ -125,7 +137,11 @@ class LockBanner(Static):
         self.set_class(view.locked, "-locked")
         if view.locked:
             self.update(
-                Text(f" SYSTEM LOCKED: MOCK only. {view.lock_reason}  (u to unlock) ", style="bold"),
+                Text(
+                    f" SYSTEM LOCKED: nothing runs above MOCK; the rest of the run goes on in MOCK."
+                    f" {view.lock_reason}  (u to unlock) ",
+                    style="bold",
+                ),
             )
 
 
@@ -243,14 +259,22 @@ class ApprovalsPane(Pane):
         yield table
         yield Readout("", id="approvals-last")
 
-    def render_view(self, view: RunView, now: Callable[[], datetime]) -> None:
+    def render_view(
+        self, view: RunView, seconds_left: Callable[[str, float], float | None], now: Callable[[], datetime]
+    ) -> None:
+        """`left` is the countdown of the request on screen; the others show how long they
+        have waited (their countdown starts when their prompt is shown)."""
         table: DataTable[Text] = self.query_one(DataTable)
         current = set(view.pending)
-        for key in [k.value for k in table.rows if k.value not in current]:
+        for key in [k.value for k in table.rows if k.value is not None and k.value not in current]:
             table.remove_row(key)
         for request_id, request in view.pending.items():
-            left = max(0.0, (request.expires_at - now()).total_seconds())
-            left_text = Text(f"{left:4.0f}s", style="bold red" if left < 10 else "bold")
+            left = seconds_left(request_id, request.timeout_s)
+            if left is None:
+                waited = max(0.0, (now() - request.ts).total_seconds())
+                left_text = Text(f"w{waited:3.0f}s", style="dim")
+            else:
+                left_text = Text(f"{left:4.0f}s", style="bold red" if left < 10 else "bold")
             if request_id in table.rows:
                 table.update_cell(request_id, "left", left_text)
             else:
@@ -265,12 +289,14 @@ class ApprovalsPane(Pane):
                 )
         if view.decisions:
             d = view.decisions[-1]
-            verdict = ("APPROVED", "bold green") if d.approved else ("DENIED", "bold red")
-            self.query_one("#approvals-last", Readout).show(
-                Text.assemble(
-                    "last: ",
-                    verdict,
-                    f" {inert(d.tool, 40)} ({inert(d.action_id, 40)})",
-                    f" by {inert(d.decided_by, 40)}: {inert(d.reason, 120)}",
-                )
+            outcome = d.outcome or ("APPROVE" if d.approved else "DENY")
+            verdict = (OUTCOME_LABEL.get(outcome, outcome), "bold green" if d.approved else "bold red")
+            line = Text.assemble(
+                "last: ",
+                verdict,
+                f" {inert(d.tool, 40)} ({inert(d.action_id, 40)})",
+                f" by {inert(d.decided_by, 40)}: {inert(d.reason, 120)}",
             )
+            if view.denied_earlier:
+                line.append(f"\ndenied earlier (not asked again): {view.denied_earlier}", style="bold")
+            self.query_one("#approvals-last", Readout).show(line)

@@ -8,9 +8,10 @@ Every untrusted string is made inert here, the one place core data enters the UI
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from core.events import (
     ApprovalDecided,
@@ -33,6 +34,8 @@ from core.events import (
     UnknownOutcomes,
 )
 from core.inert import inert
+
+E = TypeVar("E", StateTransition, ToolExecuted)
 
 MAX_CONFLICT_ROWS = 500
 MAX_LINES_PER_TICK = 400
@@ -112,6 +115,8 @@ class RunView:
     conflicts_total: int = 0
     pending: OrderedDict[str, ApprovalRequested] = field(default_factory=OrderedDict)
     decisions: deque[ApprovalDecided] = field(default_factory=lambda: deque(maxlen=100))
+    denied_earlier: int = 0  # identical calls refused without a new prompt
+    run_status: str = ""  # the finished run's outcome (SUCCEEDED, PARTIAL, LOCKED, INTERRUPTED, FAILED)
     signals_total: int = 0
     lines_skipped: int = 0  # log lines not drawn during floods (all are in the output files)
     unknown_outcomes: list[str] = field(default_factory=list)
@@ -121,12 +126,21 @@ class RunView:
     @property
     def state_label(self) -> str:
         if self.finished:
-            return "interrupted" if self.interrupted else "finished"
+            if self.interrupted:
+                return "interrupted"
+            return f"finished {self.run_status}" if self.run_status else "finished"
         if self.stopping:
             return "stopping"
         if self.paused:
             return "paused"
         return "running" if self.run_id else "idle"
+
+    @staticmethod
+    def _newest_lines(changes: Changes, pending: list[E], fmt: Callable[[E], str]) -> list[str]:
+        if len(pending) > MAX_LINES_PER_TICK:
+            changes.dropped_lines += len(pending) - MAX_LINES_PER_TICK
+            pending = pending[-MAX_LINES_PER_TICK:]
+        return [fmt(e) for e in pending]
 
     def apply(self, events: list[Event]) -> Changes:
         changes = Changes()
@@ -139,14 +153,8 @@ class RunView:
         # flood the rest cost one list append each (they are all in the output files).
         transitions, tools = self._pending_transitions, self._pending_tools
         self._pending_transitions, self._pending_tools = [], []
-        for pending, name, fmt in (
-            (transitions, "transitions", _transition_line),
-            (tools, "tools", _tool_line),
-        ):
-            if len(pending) > MAX_LINES_PER_TICK:
-                changes.dropped_lines += len(pending) - MAX_LINES_PER_TICK
-                pending = pending[-MAX_LINES_PER_TICK:]
-            setattr(changes, name, [fmt(e) for e in pending])
+        changes.transitions = self._newest_lines(changes, transitions, _transition_line)
+        changes.tools = self._newest_lines(changes, tools, _tool_line)
         self.lines_skipped += changes.dropped_lines
         return changes
 
@@ -189,6 +197,7 @@ class RunView:
 
     def _decided(self, e: ApprovalDecided, c: Changes) -> None:
         self.pending.pop(e.request_id, None)
+        self.denied_earlier += e.outcome == "DENIED_EARLIER"
         self.decisions.append(e)
         c.decided.append(e.request_id)
         c.approvals = True
@@ -227,6 +236,7 @@ class RunView:
     def _run_finished(self, e: RunFinished, c: Changes) -> None:
         self.finished = True
         self.interrupted = e.interrupted
+        self.run_status = e.status
         c.header = True
 
     def _locked(self, e: SystemLocked, c: Changes) -> None:

@@ -141,8 +141,8 @@ class ApprovalGate(Protocol):
 
     async def decide(self, request: ApprovalRequest) -> ApprovalDecision: ...
 
-    def cancel_pending(self, reason: str) -> None:
-        """Deny every pending request (the lock calls this)."""
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
+        """Deny every pending request (the lock and quit call this)."""
         ...
 
 
@@ -213,7 +213,7 @@ class PolicyGate:
             return grant(request, "policy:approve-all", "--approve-all was given")
         return deny(request, "policy:deny-by-default", "headless run denies by default")
 
-    def cancel_pending(self, reason: str) -> None:
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
         """Policy decisions are immediate: nothing is ever pending."""
 
 
@@ -236,7 +236,7 @@ class CallbackGate:
             return grant(request, self.name, "callback returned True")
         return deny(request, self.name, f"callback returned {answer!r}")
 
-    def cancel_pending(self, reason: str) -> None:
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
         """Callbacks answer synchronously: nothing is ever pending."""
 
 
@@ -277,10 +277,13 @@ class QueueGate:
 
     def seconds_left(self, request: ApprovalRequest) -> float | None:
         """Seconds before `request` expires; None while its countdown has not started."""
-        shown = self._shown_at.get(request.request_id)
+        return self.seconds_left_of(request.request_id, request.timeout_s)
+
+    def seconds_left_of(self, request_id: str, timeout_s: float) -> float | None:
+        shown = self._shown_at.get(request_id)
         if shown is None:
             return None
-        return max(0.0, shown + request.timeout_s - self._monotonic())
+        return max(0.0, shown + timeout_s - self._monotonic())
 
     async def decide(self, request: ApprovalRequest) -> ApprovalDecision:
         self._loop = asyncio.get_running_loop()
@@ -319,9 +322,9 @@ class QueueGate:
         call_on_loop(self._loop, resolve)
         return True
 
-    def cancel_pending(self, reason: str) -> None:
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
         for request, _ in list(self._waiting.values()):
-            self.answer(deny(request, "lock", reason))
+            self.answer(deny(request, by, reason))
 
     def deny_agent(self, agent: str, reason: str) -> None:
         """Deny every pending request of `agent` (the operator stopped it)."""

@@ -307,7 +307,7 @@ class ExecutionController:
     def stop_run(self, reason: str) -> None:
         """The operator quit: nothing escalates from now on; waiting requests are denied."""
         self.stop_reason = reason
-        self.gate.cancel_pending(reason)
+        self.gate.cancel_pending(reason, by="operator")
 
     def stop_agent(self, agent: str, reason: str) -> None:
         """Stop every remaining action of `agent` (deny and stop)."""

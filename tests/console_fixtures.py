@@ -97,13 +97,23 @@ def build_harness(
     return harness, events
 
 
+# Tests answer prompts as fast as they are armed; the misfire tests use the real default.
+TEST_ARM_DELAY_S = 0.05
+
+
 def console_app(
-    plans: list[dict[str, Any]], out: Path, *, clock: Clock | None = None, autostart: bool = True, **config: Any
+    plans: list[dict[str, Any]],
+    out: Path,
+    *,
+    clock: Clock | None = None,
+    autostart: bool = True,
+    arm_delay: float = TEST_ARM_DELAY_S,
+    **config: Any,
 ) -> tuple[OperatorConsole, Phase24Harness, Collected]:
     """An app around a fresh harness. The modal's countdown reads the harness's own clock."""
     gate = ConsoleGate()
     harness, events = build_harness(plans, out, gate=gate, clock=clock, **config)
-    app = make_app(harness, gate, autostart=autostart, now=harness.clock.now)
+    app = make_app(harness, gate, autostart=autostart, now=harness.clock.now, arm_delay=arm_delay)
     return app, harness, events
 
 
@@ -125,6 +135,7 @@ def modal_ready(app: OperatorConsole, skip: set[str] | frozenset[str] = frozense
         and modal.request is not None
         and modal.request.request_id not in skip
         and modal.shown_id == modal.request.request_id
+        and modal.armed
     )
 
 

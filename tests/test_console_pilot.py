@@ -21,7 +21,8 @@ from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Log, Static
 from textual.widgets._footer import FooterKey
 
-from console.modals import ApprovalModal, ConfirmModal, HelpScreen
+from console.approval_prompt import ApprovalModal
+from console.modals import ConfirmModal, HelpScreen
 from console.panes import KeysFooter, LockBanner, Readout
 from core.approval import ApprovalDecision, ApprovalRequest, canonical_action_hash
 from core.clock import SystemClock
@@ -153,12 +154,15 @@ async def test_timeout_denies(tmp_path: Path, clock: str) -> None:
 
     requested = [e.action_id for e in events.kinds("approval_requested")]
     assert len(requested) >= 3
-    lines = [d for d in decisions(tmp_path) if d["decision"] in ("APPROVE", "DENY")]
+    lines = [d for d in decisions(tmp_path) if d["decision"] in ("APPROVE", "DENY", "EXPIRED")]
     assert sorted(d["action_id"] for d in lines) == sorted(requested)
-    assert {(d["decision"], d["by"]) for d in lines} == {("DENY", "timeout")}
+    # Nobody answered: EXPIRED, its own outcome, which fails closed like a deny.
+    assert {(d["decision"], d["by"]) for d in lines} == {("EXPIRED", "timeout")}
     results = final_results(tmp_path)
     for action_id in requested:
         assert results[action_id]["final_state"] == "LOCKED"
+        assert results[action_id]["approval"]["outcome"] == "EXPIRED"
+        assert "approval EXPIRED" in results[action_id]["reason"]
         assert live_runs(results[action_id]) == []
     assert not [e for e in events.kinds("tool_executed") if e.action_id in requested and e.mode.value == "LIVE"]
 
@@ -656,15 +660,15 @@ async def test_short_arguments_in_place_long_ones_in_a_scrolling_box(tmp_path: P
     assert all(f'"field_{i:02d}": "value {i}"' in text for i in range(40))
 
 
-def test_arguments_stay_in_place_only_when_every_wrapped_row_fits():
-    from console.modals import SHORT_ARGS_ROWS, SHORT_ARGS_WIDTH, fits_in_place
+def test_wrapped_rows_counts_every_row_a_wrapped_text_takes():
+    from console.approval_prompt import wrapped_rows
 
-    assert fits_in_place("\n".join(["x"] * SHORT_ARGS_ROWS))
-    assert not fits_in_place("\n".join(["x"] * (SHORT_ARGS_ROWS + 1)))
-    # One long line wraps: it counts as the rows it takes, so it never gets cut off.
-    assert fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS))
-    assert not fits_in_place("y" * (SHORT_ARGS_WIDTH * SHORT_ARGS_ROWS + 1))
-    assert not fits_in_place("a\n" + "y" * (SHORT_ARGS_WIDTH * (SHORT_ARGS_ROWS - 1) + 1))
+    assert wrapped_rows("\n".join(["x"] * 10), 60) == 10
+    # One long line wraps: it counts as the rows it takes, so the box is sized to show it all.
+    assert wrapped_rows("y" * 600, 60) == 10
+    assert wrapped_rows("y" * 601, 60) == 11
+    assert wrapped_rows("a\n" + "y" * 61, 60) == 3
+    assert wrapped_rows("", 60) == 1
 
 
 # -- drawing cost -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from console.app import ConsoleGate, OperatorConsole, make_app
-from console.modals import ApprovalModal
+from console.approval_prompt import ApprovalModal
 from core.approval import ApprovalGate, ApprovalRequest, PolicyGate, QueueGate
 from core.events import ApprovalRequested, ConflictDetected, Event, HealthUpdated
 from core.harness import Phase24Harness
@@ -40,7 +40,8 @@ def headless(
 def app_for(harness: Phase24Harness | None = None) -> OperatorConsole:
     if harness is None:
         harness, _ = build_harness([sample("happy_path.json")], None, run_id=RUN_ID)
-    app = make_app(harness, ConsoleGate(), autostart=False, now=lambda: FIXED_NOW)
+    # Arming is driven by the tests (a timer firing mid-snapshot would change the picture).
+    app = make_app(harness, ConsoleGate(), autostart=False, now=lambda: FIXED_NOW, arm_delay=3600)
     app.animation_level = "none"
     return app
 
@@ -93,7 +94,7 @@ def test_running(snap_compare: Snap) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=fed(shown))
 
 
-def test_approval_prompt(snap_compare: Snap) -> None:
+def hostile_request() -> tuple[Phase24Harness, list[Event], ApprovalRequest]:
     harness, events = headless([sample("approvals.json")])
     # The request whose arguments carry hostile text (escape codes, markup, a bidi override).
     asked = next(e for e in events if isinstance(e, ApprovalRequested) and e.action_id == "send_welcome")
@@ -113,12 +114,47 @@ def test_approval_prompt(snap_compare: Snap) -> None:
         requested_at=asked.ts,
         timeout_s=asked.timeout_s,
     )
-    app = app_for(harness)
+    return harness, shown, request
 
+
+def prompt_for(request: ApprovalRequest, armed: bool = True) -> Callable[[Pilot[Any]], Awaitable[None]]:
     async def push(pilot: Pilot[Any]) -> None:
-        await pilot.app.push_screen(ApprovalModal(request, lambda: FIXED_NOW))
+        modal = pilot.app.approval_prompt  # type: ignore[attr-defined]
+        assert isinstance(modal, ApprovalModal)
+        modal.show_request(request)
+        await pilot.app.push_screen(modal)
+        await pilot.pause()
+        modal.armed = armed
+        modal._show_keys()
+        modal._tick()
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=fed(shown, push))
+    return push
+
+
+def test_approval_prompt(snap_compare: Snap) -> None:
+    harness, shown, request = hostile_request()
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(shown, prompt_for(request)))
+
+
+def test_approval_prompt_before_it_is_armed(snap_compare: Snap) -> None:
+    """Keys dimmed, and the prompt says to wait: nothing answers it yet."""
+    harness, shown, request = hostile_request()
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(shown, prompt_for(request, armed=False)))
+
+
+def test_approval_prompt_80x24_long_arguments_scroll_and_keys_stay_on_screen(snap_compare: Snap) -> None:
+    harness, shown, request = hostile_request()
+    long = request.model_copy(update={"args": {f"field_{i:02d}": f"value {i}" for i in range(9)} | request.args})
+    assert snap_compare(app_for(harness), terminal_size=(80, 24), run_before=fed(shown, prompt_for(long)))
+
+
+def test_approval_prompt_60x20_asks_to_enlarge_the_terminal(snap_compare: Snap) -> None:
+    harness, shown, request = hostile_request()
+    assert snap_compare(app_for(harness), terminal_size=(60, 20), run_before=fed(shown, prompt_for(request)))
+
+
+def test_terminal_too_small(snap_compare: Snap) -> None:
+    assert snap_compare(app_for(), terminal_size=(40, 12), run_before=fed([]))
 
 
 def test_locked(snap_compare: Snap) -> None:

@@ -390,7 +390,7 @@ class ReplayGate:
             self.first = grant(request, "replayer")
         return self.first
 
-    def cancel_pending(self, reason):
+    def cancel_pending(self, reason, by="lock"):
         pass
 
 

@@ -426,7 +426,7 @@ class ForgingGate:
             return grant(request, "operator")
         raise AssertionError(self.how)
 
-    def cancel_pending(self, reason: str) -> None:
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
         """Nothing waits."""
 
 

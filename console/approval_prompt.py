@@ -1,0 +1,436 @@
+"""The approval prompt: one HIGH-risk LIVE escalation, answered only once it has been seen.
+
+Safety rules this screen enforces (README "Using the console"):
+- **Armed, not hair-trigger.** A key answers only once the prompt has been drawn and on screen
+  for `arm_delay` seconds with no answer key pressed. An answer key that arrives earlier (a
+  double tap, auto-repeat of a held key, keys typed during the previous prompt) is dropped and
+  restarts the delay, so a held `y` never approves the next request.
+- **Seen in full, or not approvable.** If the terminal cannot show the request's essential
+  parts (agent, tool, risk, reversibility, arguments or a scrollable view of them, the
+  countdown and the keys), `y` does nothing and the prompt asks for a larger terminal; `n`,
+  `l` and `q` still work.
+- Each decision records whether the arguments were fully visible when the key was pressed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.geometry import Size
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from console.edit_args import EditArgsModal
+from console.panes import LockBanner, Readout, StatusBar
+from core.approval import ApprovalDecision, ApprovalOutcome, ApprovalRequest, deny, grant
+from core.inert import inert, inert_json
+
+OPERATOR = "operator"
+DEFAULT_ARM_DELAY_S = 0.6
+# Our own fixed text (markup is fine here, never for data): each key is also a click target.
+KEYS_LINE = (
+    "[b reverse green][@click=screen.approve] y approve [/][/]  "
+    "[b reverse red][@click=screen.deny] n deny [/][/]  "
+    "[@click=screen.deny_with_reason][b]r[/b] deny+reason[/]  "
+    "[@click=screen.deny_and_stop][b]s[/b] deny+stop agent[/]  "
+    "[@click=screen.edit][b]e[/b] edit args[/]  "
+    "[@click=app.lock][b]l[/b] lock[/]  [b]↑↓[/b] scroll  [b]q[/b] quit"
+)
+KEYS_CONTENT = Content.from_markup(KEYS_LINE)  # parsed once, not at every prompt
+KEYS_TOO_SMALL = Content.from_markup(
+    "[b reverse red][@click=screen.deny] n deny [/][/]  [@click=app.lock][b]l[/b] lock[/]  [b]q[/b] quit"
+)
+# The dialog's rows around its parts: the border (2), the countdown (1) and the args box border (2).
+FRAME_ROWS = 5
+MIN_ARGS_ROWS = 3  # a scrollable view smaller than this is not a view
+MIN_DIALOG_WIDTH = 44
+
+
+def request_details(r: ApprovalRequest) -> Text:
+    """The prompt's facts about one request; every value from the request is shown literally."""
+    ok = r.confidence >= r.threshold
+    details = Text()
+    for label, value, style in (
+        ("agent", inert(r.agent, 200), "bold"),
+        ("tool", inert(r.tool, 200), "bold"),
+        ("risk", r.risk_level.value, "bold red"),
+        (
+            "reversible",
+            "yes" if r.reversible else "NO: the effect cannot be undone",
+            "" if r.reversible else "bold red",
+        ),
+        (
+            "confidence",
+            f"{r.confidence:.2f} vs LIVE threshold {r.threshold:.2f} ({'meets' if ok else 'BELOW'})",
+            "green" if ok else "bold red",
+        ),
+        ("plan / action", inert(f"{r.plan_id} / {r.action_id}", 200), ""),
+        ("action hash", r.action_hash[:16] + "…", "dim"),
+    ):
+        details.append(f"{label:>13} ", style="dim")
+        details.append(value + "\n", style=style)
+    details.append("arguments (shown literally; ↑↓ PgUp PgDn scroll):", style="dim")
+    return details
+
+
+def wrapped_rows(text: str, width: int) -> int:
+    """Rows `text` takes when wrapped at `width` cells."""
+    width = max(1, width)
+    return sum(max(1, -(-cell_len(line) // width)) for line in text.split("\n"))
+
+
+def args_diff(original: dict[str, Any], edited: dict[str, Any]) -> str:
+    before = json.dumps(original, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+    after = json.dumps(edited, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+    lines = difflib.unified_diff(before, after, "agent's arguments", "your edit", lineterm="", n=1)
+    return inert("\n".join(lines), 20_000)
+
+
+class ApprovalModal(ModalScreen[ApprovalDecision | None]):
+    """The prompt for one HIGH-risk LIVE escalation.
+
+    The console composes one prompt at start-up and fills it for each request
+    (`show_request`). Dismisses with None when the request was settled elsewhere (timeout,
+    lock, quit).
+    """
+
+    BINDINGS = [
+        Binding("y", "approve", "Approve"),
+        Binding("n", "deny", "Deny"),
+        Binding("r", "deny_with_reason", "Deny with reason"),
+        Binding("s", "deny_and_stop", "Deny + stop agent"),
+        Binding("e", "edit", "Edit arguments"),
+        Binding("l", "app.lock", "Lock"),
+        Binding("up", "scroll_args(-1)", show=False),
+        Binding("down", "scroll_args(1)", show=False),
+        Binding("pageup", "scroll_args(-10)", show=False),
+        Binding("pagedown", "scroll_args(10)", show=False),
+        Binding("home", "scroll_args(-1000000)", show=False),
+        Binding("end", "scroll_args(1000000)", show=False),
+    ]
+
+    def __init__(
+        self,
+        request: ApprovalRequest | None,
+        *,
+        seconds_left: Callable[[ApprovalRequest], float | None],
+        waiting: Callable[[], int] = lambda: 1,
+        on_shown: Callable[[str], None] = lambda request_id: None,
+        arm_delay: float = DEFAULT_ARM_DELAY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(classes="approval-modal")
+        self.seconds_left_for = seconds_left
+        self.waiting = waiting
+        self.on_shown = on_shown
+        self.arm_delay = arm_delay
+        self.monotonic = monotonic
+        self.request: ApprovalRequest | None = None
+        self.settled = True  # nothing to answer until a request is shown
+        self._settle_on_resume: str | None = None  # a request settled while another screen was on top
+        self._filled_id: str | None = None  # the request the widgets show
+        self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
+        self.armed = False
+        self._arm_at = 0.0
+        self.dropped_keys = 0  # answer keys that arrived before the prompt was armed
+        self.fits = True
+        self.edited_args: dict[str, Any] | None = None
+        self._seen_bottom = False
+        if request is not None:
+            self.show_request(request)
+
+    def compose(self) -> ComposeResult:
+        # The lock banner and the status line stay on screen above the prompt.
+        yield LockBanner(id="prompt-lock-banner")
+        yield StatusBar(id="prompt-status-bar")
+        with Vertical(id="approval-dialog"):
+            yield Readout("", id="approval-head")
+            yield Static(id="approval-details")
+            with VerticalScroll(id="approval-args"):
+                yield Static(id="approval-args-text")
+            yield Static(id="approval-edited")
+            yield Static(id="approval-too-small")
+            yield Readout("", id="approval-countdown")
+            yield Input(placeholder="reason for denying, then Enter", id="deny-reason")
+            yield Static(KEYS_CONTENT, id="approval-keys")
+
+    def on_mount(self) -> None:
+        if self.request is not None:
+            self._fill(self.request)
+        self.set_interval(0.25, self._tick)
+
+    # -- filling ----------------------------------------------------------------------
+
+    def show_request(self, request: ApprovalRequest) -> None:
+        """Make the prompt ask about `request` (called while the prompt is not on screen)."""
+        self.request = request
+        self.settled = False
+        self._settle_on_resume = None
+        self.edited_args = None
+        self.armed = False
+        self.shown_id = None
+        if self.is_mounted:
+            self._fill(request)
+
+    def _fill(self, request: ApprovalRequest) -> None:
+        self.query_one("#approval-details", Static).update(request_details(request))
+        args = inert_json(request.args, 20_000)
+        self.query_one("#approval-args-text", Static).update(Text(args))
+        self.query_one("#approval-edited", Static).display = False
+        reason = self.query_one("#deny-reason", Input)
+        reason.value = ""
+        reason.display = False
+        self.set_focus(None)  # nothing of the previous request keeps the keys
+        self._filled_id = request.request_id
+        self._seen_bottom = False
+        self._arrange()
+        self.query_one("#approval-args", VerticalScroll).scroll_home(animate=False, immediate=True)
+        self._show_keys()
+        self._tick()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: this handler runs before the screen's own, which updates `self.size`.
+        if self.request is not None and self.is_mounted:
+            self._arrange(event.size)
+
+    def _arrange(self, size: Size | None = None) -> None:
+        """Size the arguments box to the rows left, and decide whether the request fits."""
+        request = self.request
+        if request is None:
+            return
+        width, height = size or self.app.size
+        inner = min(110, int(width * 0.96)) - 4
+        shown_args = self.edited_args if self.edited_args is not None else request.args
+        args_text = inert_json(shown_args, 20_000)
+        args_rows = wrapped_rows(args_text, inner - 2)
+        header = 1 + (1 if self.query_one("#prompt-lock-banner", LockBanner).has_class("-locked") else 0)
+        fixed = header + FRAME_ROWS + 1  # + the head line
+        fixed += wrapped_rows(request_details(request).plain, inner)
+        fixed += wrapped_rows(KEYS_CONTENT.plain, inner)
+        edited = self.query_one("#approval-edited", Static)
+        if edited.display and self.edited_args is not None:
+            fixed += wrapped_rows(args_diff(request.args, self.edited_args), inner)
+        if self.query_one("#deny-reason", Input).display:
+            fixed += 3
+        room = height - fixed
+        fitted = self.fits
+        self.fits = width >= MIN_DIALOG_WIDTH and room >= min(args_rows, MIN_ARGS_ROWS)
+        if self.fits and not fitted and self.shown_id == request.request_id:
+            self._restart_arming()  # now readable for the first time: read it before answering
+        box = self.query_one("#approval-args", VerticalScroll)
+        box.display = self.fits
+        # Not approvable here: show only what says so and the keys that still work.
+        self.query_one("#approval-details", Static).display = self.fits
+        box.styles.max_height = max(MIN_ARGS_ROWS, room) + 2
+        too_small = self.query_one("#approval-too-small", Static)
+        too_small.display = not self.fits
+        if not self.fits:
+            too_small.update(
+                Text(
+                    f"ENLARGE THE TERMINAL: this request cannot be shown in full at {width}x{height}, so it"
+                    " cannot be approved here. n denies, l locks, q quits.",
+                    style="bold reverse yellow",
+                )
+            )
+        self._show_keys()
+
+    def _show_keys(self) -> None:
+        keys = self.query_one("#approval-keys", Static)
+        if not self.fits:
+            keys.update(KEYS_TOO_SMALL)
+            keys.set_class(False, "-unarmed")
+        else:
+            keys.update(KEYS_CONTENT)
+            keys.set_class(not self.armed, "-unarmed")
+
+    # -- showing and arming -----------------------------------------------------------
+
+    def _compositor_refresh(self) -> None:
+        # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
+        # current request's prompt has gone out, its countdown starts and the arming delay runs.
+        super()._compositor_refresh()
+        request = self.request
+        if (
+            request is not None
+            and self.is_current
+            and self._filled_id == request.request_id
+            and self.shown_id != request.request_id
+        ):
+            self.shown_id = request.request_id
+            self.on_shown(request.request_id)
+            self._restart_arming()
+
+    def _restart_arming(self) -> None:
+        self.armed = False
+        self._arm_at = self.monotonic() + self.arm_delay
+        self._show_keys()
+        self.set_timer(self.arm_delay, self._check_armed)
+
+    def _check_armed(self) -> None:
+        if self.armed or self.request is None or self.settled or self.shown_id != self.request.request_id:
+            return
+        if self.monotonic() >= self._arm_at:
+            self.armed = True
+            self._show_keys()
+            self._tick()
+
+    def _answerable(self) -> ApprovalRequest | None:
+        """The request the keys may answer: only once its prompt is drawn and armed. An answer
+        key before that is dropped and restarts the arming delay (a held key never arms it)."""
+        request = self.request
+        if request is None or self.settled:
+            return None
+        if self.shown_id != request.request_id:
+            self.dropped_keys += 1
+            return None
+        if not self.armed:
+            self.dropped_keys += 1
+            self._restart_arming()
+            return None
+        return request
+
+    # -- the countdown ----------------------------------------------------------------
+
+    def seconds_left(self) -> float:
+        if self.request is None:
+            return 0.0
+        left = self.seconds_left_for(self.request)
+        return self.request.timeout_s if left is None else left
+
+    def _tick(self) -> None:
+        if self.request is None or self.settled:
+            return
+        waiting = max(1, self.waiting())
+        head = Text(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")
+        head.append(f"  request 1 of {waiting} waiting", style="bold magenta" if waiting > 1 else "")
+        if self.edited_args is not None:
+            head.append("  EDITED by you", style="bold reverse yellow")
+        self.query_one("#approval-head", Readout).show(head)
+        left = self.seconds_left()
+        countdown = Text(
+            f"no answer in {left:4.0f}s = EXPIRED (denied)", style="bold red" if left < 10 else "bold yellow"
+        )
+        if not self.armed and self.fits:
+            countdown.append("   keys armed in a moment: wait, do not hold a key", style="dim")
+        self.query_one("#approval-countdown", Readout).show(countdown)
+
+    def settle_elsewhere(self, request_id: str) -> None:
+        """The core settled `request_id` (timeout, lock, quit): close without answering, if shown."""
+        if self.request is None or self.request.request_id != request_id or self.settled:
+            return
+        if self.is_current:
+            self.finish(None)
+        else:
+            self._settle_on_resume = request_id
+
+    def on_screen_resume(self) -> None:
+        if self.request is not None and self._settle_on_resume == self.request.request_id:
+            self.finish(None)
+
+    def finish(self, decision: ApprovalDecision | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.dismiss(decision)
+
+    # -- what was seen ----------------------------------------------------------------
+
+    def args_fully_visible(self) -> bool:
+        box = self.query_one("#approval-args", VerticalScroll)
+        return bool(self.fits and box.display and (box.max_scroll_y == 0 or self._seen_bottom))
+
+    def action_scroll_args(self, rows: int) -> None:
+        box = self.query_one("#approval-args", VerticalScroll)
+        box.scroll_to(y=max(0, min(box.max_scroll_y, box.scroll_y + rows)), animate=False, immediate=True)
+        if box.scroll_y >= box.max_scroll_y:
+            self._seen_bottom = True
+
+    def on_vertical_scroll_scroll_changed(self) -> None:  # pragma: no cover - mouse wheel
+        box = self.query_one("#approval-args", VerticalScroll)
+        if box.scroll_y >= box.max_scroll_y:
+            self._seen_bottom = True
+
+    # -- answers ----------------------------------------------------------------------
+
+    def action_approve(self) -> None:
+        request = self._answerable()
+        if request is None or not self.fits:
+            return
+        self.finish(
+            grant(
+                request,
+                OPERATOR,
+                "approved at the console" + (" with arguments edited by the operator" if self.edited_args else ""),
+                edited_args=self.edited_args,
+                args_fully_visible=self.args_fully_visible(),
+            )
+        )
+
+    def action_deny(self) -> None:
+        request = self._answerable()
+        if request is not None:
+            self.finish(deny(request, OPERATOR, "denied at the console", args_fully_visible=self.args_fully_visible()))
+
+    def action_deny_and_stop(self) -> None:
+        request = self._answerable()
+        if request is not None:
+            self.finish(
+                deny(
+                    request,
+                    OPERATOR,
+                    f"denied at the console, and agent {inert(request.agent, 80)} stopped",
+                    outcome=ApprovalOutcome.DENIED_AND_STOPPED,
+                    args_fully_visible=self.args_fully_visible(),
+                )
+            )
+
+    def action_deny_with_reason(self) -> None:
+        if self._answerable() is None:
+            return
+        box = self.query_one("#deny-reason", Input)
+        box.display = True
+        self._arrange()
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        request = self._answerable()
+        if request is not None:
+            reason = event.value.strip() or "denied at the console"
+            self.finish(deny(request, OPERATOR, reason, args_fully_visible=self.args_fully_visible()))
+
+    def action_edit(self) -> None:
+        request = self._answerable()
+        if request is None or not self.fits:
+            return
+        current = self.edited_args if self.edited_args is not None else request.args
+
+        def edited(result: dict[str, Any] | None) -> None:
+            if result is None or self.request is not request or self.settled:
+                return
+            self._apply_edit(request, result)
+
+        self.app.push_screen(EditArgsModal(request.tool, current), edited)
+
+    def _apply_edit(self, request: ApprovalRequest, result: dict[str, Any]) -> None:
+        self.edited_args = None if result == request.args else result
+        shown = self.edited_args if self.edited_args is not None else request.args
+        self.query_one("#approval-args-text", Static).update(Text(inert_json(shown, 20_000)))
+        diff = self.query_one("#approval-edited", Static)
+        diff.display = self.edited_args is not None
+        if self.edited_args is not None:
+            diff.update(Text("approving runs YOUR edit:\n" + args_diff(request.args, self.edited_args), style="yellow"))
+        self._seen_bottom = False
+        self._arrange()
+        self._restart_arming()  # a changed prompt is a new prompt: read it before answering
+        self._tick()
