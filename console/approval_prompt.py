@@ -105,6 +105,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     lock, quit).
     """
 
+    AUTO_FOCUS = ""  # no widget takes the keys when the prompt appears
     BINDINGS = [
         Binding("y", "approve", "Approve"),
         Binding("n", "deny", "Deny"),
@@ -157,7 +158,8 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         with Vertical(id="approval-dialog"):
             yield Readout("", id="approval-head")
             yield Static(id="approval-details")
-            with VerticalScroll(id="approval-args"):
+            # Not focusable: its keys are the prompt's own bindings (so what was seen is known).
+            with VerticalScroll(id="approval-args", can_focus=False):
                 yield Static(id="approval-args-text")
             yield Static(id="approval-edited")
             yield Static(id="approval-too-small")
@@ -352,13 +354,9 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     def action_scroll_args(self, rows: int) -> None:
         box = self.query_one("#approval-args", VerticalScroll)
-        box.scroll_to(y=max(0, min(box.max_scroll_y, box.scroll_y + rows)), animate=False, immediate=True)
-        if box.scroll_y >= box.max_scroll_y:
-            self._seen_bottom = True
-
-    def on_vertical_scroll_scroll_changed(self) -> None:  # pragma: no cover - mouse wheel
-        box = self.query_one("#approval-args", VerticalScroll)
-        if box.scroll_y >= box.max_scroll_y:
+        target = max(0, min(box.max_scroll_y, box.scroll_y + rows))
+        box.scroll_to(y=target, animate=False, immediate=True)
+        if target >= box.max_scroll_y:
             self._seen_bottom = True
 
     # -- answers ----------------------------------------------------------------------

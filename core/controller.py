@@ -507,6 +507,8 @@ class ExecutionController:
             self.transition(ctx, S.AWAITING_APPROVAL, "HIGH-risk LIVE escalation needs an approval")
             decision = await self._await_approval(ctx)
             if not decision.approved:
+                # Denied because the system is locked: held at MOCK by the lock, like the rest.
+                ctx.held_by_system_lock = decision.decided_by == "lock" and self._locked
                 outcome = decision.kind
                 verb = {
                     ApprovalOutcome.EXPIRED: "approval EXPIRED",
