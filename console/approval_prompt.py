@@ -148,6 +148,8 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.fits = True
         self.edited_args: dict[str, Any] | None = None
         self._seen_bottom = False
+        self._args_rows = -1
+        self._keys_shown: Content = KEYS_CONTENT
         if request is not None:
             self.show_request(request)
 
@@ -198,7 +200,6 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._seen_bottom = False
         self._arrange()
         self.query_one("#approval-args", VerticalScroll).scroll_home(animate=False, immediate=True)
-        self._show_keys()
         self._tick()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -231,12 +232,18 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         if self.fits and not fitted and self.shown_id == request.request_id:
             self._restart_arming()  # now readable for the first time: read it before answering
         box = self.query_one("#approval-args", VerticalScroll)
-        box.display = self.fits
-        # Not approvable here: show only what says so and the keys that still work.
-        self.query_one("#approval-details", Static).display = self.fits
-        box.styles.max_height = max(MIN_ARGS_ROWS, room) + 2
+        # Each property only when it changes: every change asks Textual for a layout pass.
+        if box.display != self.fits:
+            box.display = self.fits
+            # Not approvable here: show only what says so and the keys that still work.
+            self.query_one("#approval-details", Static).display = self.fits
+        rows = max(MIN_ARGS_ROWS, room) + 2
+        if self._args_rows != rows:
+            self._args_rows = rows
+            box.styles.max_height = rows
         too_small = self.query_one("#approval-too-small", Static)
-        too_small.display = not self.fits
+        if too_small.display == self.fits:
+            too_small.display = not self.fits
         if not self.fits:
             too_small.update(
                 Text(
@@ -249,12 +256,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     def _show_keys(self) -> None:
         keys = self.query_one("#approval-keys", Static)
-        if not self.fits:
-            keys.update(KEYS_TOO_SMALL)
-            keys.set_class(False, "-unarmed")
-        else:
-            keys.update(KEYS_CONTENT)
-            keys.set_class(not self.armed, "-unarmed")
+        content = KEYS_CONTENT if self.fits else KEYS_TOO_SMALL
+        if self._keys_shown is not content:
+            self._keys_shown = content
+            keys.update(content)
+        keys.set_class(self.fits and not self.armed, "-unarmed")
 
     # -- showing and arming -----------------------------------------------------------
 
