@@ -24,6 +24,7 @@ from core.approval import (
     canonical_action_hash,
     deny,
 )
+from core.bindings import ExecutionOutcome, ModeImplementation, ToolBinding, ToolCall
 from core.contracts import ExecutionMode, RiskLevel, ToolContract, ToolContractRegistry
 from core.errors import Phase24Error, TransitionNotAllowed
 from core.events import (
@@ -35,7 +36,6 @@ from core.events import (
     SystemUnlocked,
     ToolExecuted,
 )
-from core.executors import ExecutionOutcome, ToolExecutor
 from core.faults import crash_point
 from core.journal import DuplicateIntent
 from core.loop_bridge import call_on_loop
@@ -124,6 +124,7 @@ class ExecutionContext:
     reason: str = ""
     failure: str | None = None
     locked_out: bool = False
+    outcome_unknown: bool = False
 
     @property
     def action_id(self) -> str:
@@ -178,6 +179,10 @@ class IntentLedger(Protocol):
         ...
 
     def record_outcome(self, action_hash: str, success: bool) -> None: ...
+
+    def record_unknown(self, action_hash: str) -> None:
+        """The LIVE run may have had its effect but did not say so: never retried."""
+        ...
 
     def intent_status(self, action_hash: str) -> str | None: ...
 
@@ -365,13 +370,14 @@ class ExecutionController:
     async def _run_mode(
         self,
         ctx: ExecutionContext,
-        executor: ToolExecutor,
+        implementation: ModeImplementation,
         mode: ExecutionMode,
         retry: RetryPolicy | None,
     ) -> bool:
+        """Run `implementation`, the binding's step for `mode` and only for it (swap, not flag)."""
         attempt = 1
         while True:
-            outcome = await executor.execute(mode, ctx.action, attempt)
+            outcome = await implementation(ToolCall(ctx.plan_id, ctx.action, ctx.agent, attempt))
             ctx.runs.append(
                 ModeRun(
                     mode,
@@ -399,6 +405,11 @@ class ExecutionController:
             )
             if outcome.success:
                 return True
+            if outcome.effect_unknown:
+                # The effect may have happened: never retried.
+                ctx.outcome_unknown = True
+                ctx.failure = outcome.error or "outcome unknown"
+                return False
             if outcome.timed_out and retry is not None:
                 delay = await retry(ctx, mode, attempt, outcome)
                 if delay is not None:
@@ -413,14 +424,15 @@ class ExecutionController:
             return False
 
     async def run_action(
-        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None = None
+        self, ctx: ExecutionContext, binding: ToolBinding, retry: RetryPolicy | None = None
     ) -> ExecutionContext:
         """Climb as far as allowed. Ends COMPLETED, LOCKED, or (on failure) ROLLBACK.
 
-        A failed action is left in ROLLBACK: the orchestrator unwinds the plan's rollback
-        stack and then moves it to ABORTED.
+        Each step gets only its own mode's implementation from `binding`; the live one is
+        handed to the LIVE step alone. A failed action is left in ROLLBACK: the orchestrator
+        unwinds the plan's rollback stack and then moves it to ABORTED.
         """
-        if not await self._run_mode(ctx, executor, ExecutionMode.MOCK, retry):
+        if not await self._run_mode(ctx, binding.mock, ExecutionMode.MOCK, retry):
             self.transition(ctx, S.ROLLBACK, f"MOCK execution failed: {ctx.failure}")
             return ctx
         target, why = self.target_for(ctx)
@@ -434,7 +446,7 @@ class ExecutionController:
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
         if self._held_by_lock(ctx):
             return ctx
-        if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
+        if not await self._run_mode(ctx, binding.dry_run, ExecutionMode.DRY_RUN, retry):
             if ctx.locked_out:
                 # Not a failure: the lock arrived while a timed-out DRY_RUN waited to retry.
                 self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
@@ -470,10 +482,10 @@ class ExecutionController:
             if not decision.approved:
                 self.transition(ctx, S.LOCKED, f"approval denied by {decision.decided_by}: {decision.reason}")
                 return ctx
-        return await self._go_live(ctx, executor, retry, why)
+        return await self._go_live(ctx, binding.live, retry, why)
 
     async def _go_live(
-        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None, why: str
+        self, ctx: ExecutionContext, live: ModeImplementation, retry: RetryPolicy | None, why: str
     ) -> ExecutionContext:
         action_hash = ctx.action_hash()
         if ctx.approval is not None and ctx.approval["action_hash"] != action_hash:
@@ -515,11 +527,19 @@ class ExecutionController:
                 self._settle_intent(ctx, ok=False)
             self.transition(ctx, S.LOCKED, f"not run: system locked before the LIVE run started ({self._lock_reason})")
             return ctx
-        ok = await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry)
+        ok = await self._run_mode(ctx, live, ExecutionMode.LIVE, retry)
         if effectful and self.ledger is not None:
             crash_point("after_effect")
-            self._settle_intent(ctx, ok)
+            if ctx.outcome_unknown:
+                self._settle_unknown(ctx)
+            else:
+                self._settle_intent(ctx, ok)
             crash_point("after_outcome")
+        if ctx.outcome_unknown:
+            self.transition(
+                ctx, S.ROLLBACK, f"LIVE outcome UNKNOWN (the effect may have happened; not retried): {ctx.failure}"
+            )
+            return ctx
         if not ok:
             self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")
             return ctx
@@ -532,6 +552,14 @@ class ExecutionController:
             return
         try:
             self.ledger.record_outcome(ctx.intent_key(), ok)
+        except Phase24Error as exc:
+            self._fail_closed(exc)
+
+    def _settle_unknown(self, ctx: ExecutionContext) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.record_unknown(ctx.intent_key())
         except Phase24Error as exc:
             self._fail_closed(exc)
 

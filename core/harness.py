@@ -331,7 +331,7 @@ class Phase24Harness:
             plans_total=len(self.plans) + (len(self.prior.statuses) if self.prior else 0),
             actions_total=sum(len(p.actions) for p in self.plans),
             mode_ceiling=self.controller.mode_ceiling,
-            simulated=True,
+            simulated=self.executors.all_simulated,
             resumed=self.prior is not None,
         )
         if self.unknown_outcomes:
