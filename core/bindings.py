@@ -13,7 +13,16 @@ from typing import Any, Protocol
 
 from core.approval import canonical_action_hash
 from core.contracts import ExecutionMode
+from core.errors import Phase24Error
 from core.plans import PlannedAction
+
+
+class EffectNotApplied(Phase24Error):
+    """Raise from a step when you know its effect did not happen (refused, invalid, rolled back).
+
+    The action ends FAILED with this message. Any other exception from a LIVE step ends it
+    with an UNKNOWN outcome: the effect may have happened, so it is never retried.
+    """
 
 
 @dataclass(frozen=True, slots=True)

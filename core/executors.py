@@ -18,6 +18,7 @@ from core.bindings import ExecutionOutcome, ToolBinding, ToolCall
 from core.clock import Clock
 from core.contracts import ExecutionMode, ToolContract, ToolContractRegistry
 from core.errors import ContractError
+from core.guard import guarded
 from core.plans import PlannedAction
 
 __all__ = [
@@ -160,7 +161,11 @@ class ExecutorRegistry:
         self._simulated: dict[str, SimulatedExecutor] = {}
 
     def bind(self, tool_name: str, binding: ToolBinding) -> None:
-        """Bind a tool to its implementations, after checking them against its contract."""
+        """Bind a tool to its implementations, after checking them against its contract.
+
+        Every step is put behind the guard (core/guard.py): a step that raises, hangs or
+        answers nonsense ends its action FAILED or UNKNOWN, never the run.
+        """
         contract = self._registry.get(tool_name)
         if binding.tool != tool_name:
             raise ContractError(f"tool {tool_name!r}: the binding is for {binding.tool!r}")
@@ -170,7 +175,7 @@ class ExecutorRegistry:
             raise ContractError(
                 f"tool {tool_name!r} is irreversible or read-only but its binding has a compensate step"
             )
-        self._bound[tool_name] = binding
+        self._bound[tool_name] = guarded(binding, contract)
 
     def for_tool(self, tool_name: str) -> ToolBinding:
         binding = self._bound.get(tool_name)
