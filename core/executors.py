@@ -206,4 +206,4 @@ class ExecutorRegistry:
         for tool, binding in sorted(self._bound.items()):
             if not binding.simulated:
                 backends.setdefault(binding.backend, []).append(tool)
-        return backends
+        return dict(sorted(backends.items()))
