@@ -408,7 +408,7 @@ class ExecutionController:
             if outcome.effect_unknown:
                 # The effect may have happened: never retried.
                 ctx.outcome_unknown = True
-                ctx.failure = outcome.error or "outcome unknown"
+                ctx.failure = f"outcome UNKNOWN, the effect may have happened (never retried): {outcome.error}"
                 return False
             if outcome.timed_out and retry is not None:
                 delay = await retry(ctx, mode, attempt, outcome)
@@ -536,9 +536,7 @@ class ExecutionController:
                 self._settle_intent(ctx, ok)
             crash_point("after_outcome")
         if ctx.outcome_unknown:
-            self.transition(
-                ctx, S.ROLLBACK, f"LIVE outcome UNKNOWN (the effect may have happened; not retried): {ctx.failure}"
-            )
+            self.transition(ctx, S.ROLLBACK, f"LIVE {ctx.failure}")
             return ctx
         if not ok:
             self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")

@@ -18,7 +18,7 @@ from core.clock import Clock, SystemClock, iso
 from core.conflicts import ConflictResolver
 from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
 from core.controller import ExecutionController
-from core.errors import ConfigError
+from core.errors import ConfigError, Phase24Error
 from core.events import (
     ApprovalDecided,
     Event,
@@ -386,6 +386,7 @@ class Phase24Harness:
                 plans_failed=sum(s.status == "FAILED" for s in self.statuses),
                 interrupted=interrupted or self._stopping,
             )
+            self._collect_unknown_outcomes()
             self.summary = self._summary(start, interrupted or self._stopping)
             if self.writer is not None:
                 conflicts = self.conflict_resolver.summary()
@@ -418,6 +419,15 @@ class Phase24Harness:
                 write_text_atomic(out / EXECUTORS_RECORD, self.executor_setup.spec.to_json())
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
+
+    def _collect_unknown_outcomes(self) -> None:
+        """Every UNKNOWN intent, also those of this run (a LIVE step that raised or hung)."""
+        if self.journal is None:
+            return
+        try:
+            self.unknown_outcomes = self.journal.intents("UNKNOWN")
+        except Phase24Error:
+            pass  # the journal failed: the run has already failed closed and says why
 
     def _close_durable_state(self) -> None:
         if self.effects is not None:
