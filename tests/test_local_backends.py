@@ -319,3 +319,14 @@ def test_a_failed_step_rolls_back_real_files_and_rows(tmp_path: Path) -> None:
     assert (world / "files" / "report.txt").read_text() == "v1"
     assert rows(world / "db.sqlite3") == []
     assert summary["simulated"] is False
+
+
+def test_a_table_whose_rows_cannot_be_restored_is_refused_not_unknown(tmp_path: Path) -> None:
+    schema = SCHEMA + " CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(body);"
+    executors = bound(sqlite_store.PLUGIN, tmp_path, init_sql=schema)
+    live = executors.for_tool("database_write").live
+    ok = run(live, call("database_write", {"sql": "INSERT INTO contacts (email) VALUES (?)", "params": ["a@x.org"]}))
+    assert ok.success, ok.error
+    refused = run(live, call("database_write", {"sql": "INSERT INTO search (body) VALUES (?)", "params": ["x"]}))
+    assert not refused.success and not refused.effect_unknown and "not authorized" in (refused.error or "")
+    assert rows(tmp_path / "db.sqlite3") == [(1, "a@x.org", None)]

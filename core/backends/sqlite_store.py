@@ -109,7 +109,7 @@ class SqliteStore:
         tables: dict[str, list[str]] = {}
         for (name,) in conn.execute(
             "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " AND sql NOT LIKE '%WITHOUT ROWID%'"
+            " AND sql NOT LIKE '%WITHOUT ROWID%' AND sql NOT LIKE 'CREATE VIRTUAL%'"
         ):
             tables[name] = [row[1] for row in conn.execute(f"PRAGMA main.table_info({_q(name)})")]
         return tables
@@ -136,28 +136,34 @@ class SqliteStore:
                 f" (tbl, op, rid, old) VALUES ({lit}, 'D', OLD.rowid, {old}); END"
             )
 
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.Error as exc:
+            raise EffectNotApplied(f"cannot open {self.path.name}: {exc}") from None
+
     def _run(self, call: ToolCall, keep: bool) -> dict[str, Any]:
         statements = parse_statements(call.action.args)
-        conn = self._connect()
+        conn = self._open()
+        stage = "before the statements"
         try:
             conn.execute("BEGIN IMMEDIATE")
             tables = self._tables(conn)
             self._install_undo_triggers(conn, tables)
             conn.set_authorizer(_authorizer(set(tables)))
-            changed, number = 0, 0
-            try:
-                for sql, params in statements:
-                    number += 1
-                    cursor = conn.execute(sql, params)
-                    changed += max(cursor.rowcount, 0)
-            except sqlite3.Error as exc:
-                conn.set_authorizer(None)
-                conn.execute("ROLLBACK")
-                raise EffectNotApplied(f"statement {number}: {exc}; the transaction was rolled back") from None
+            changed = 0
+            for number, (sql, params) in enumerate(statements, 1):
+                stage = f"statement {number}"
+                changed += max(conn.execute(sql, params).rowcount, 0)
             conn.set_authorizer(None)
+            stage = "after the statements"
             undo = conn.execute(f"SELECT tbl, op, rid, new_rid, old FROM {_UNDO_TABLE} ORDER BY seq").fetchall()
             columns = {name: tables[name] for name in {row[0] for row in undo}}
+            stage = "commit"
             conn.execute("COMMIT" if keep else "ROLLBACK")
+        except sqlite3.Error as exc:
+            # SQLite's commit is atomic: whatever failed, closing the connection rolls back.
+            raise EffectNotApplied(f"{stage}: {exc}; the transaction was rolled back") from None
         finally:
             conn.close()
         result: dict[str, Any] = {"statements": len(statements), "rows_changed": changed}
@@ -183,29 +189,25 @@ class SqliteStore:
     def undo(self, call: ToolCall, output: dict[str, Any]) -> dict[str, Any]:
         undo: list[tuple[str, str, int, int | None, str | None]] = output["_undo"]
         columns: dict[str, list[str]] = output["_columns"]
-        conn = self._connect()
+        conn = self._open()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                for tbl, op, rid, new_rid, old in reversed(undo):
-                    cols = columns[tbl]
-                    table = f"main.{_q(tbl)}"
-                    if op == "I":
-                        conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (rid,))
-                    elif op == "U":
-                        sets = ", ".join(f"{_q(c)} = ?" for c in cols)
-                        conn.execute(
-                            f"UPDATE {table} SET rowid = ?, {sets} WHERE rowid = ?",
-                            (rid, *json.loads(old or "[]"), new_rid),
-                        )
-                    else:
-                        names = ", ".join(["rowid", *(_q(c) for c in cols)])
-                        marks = ", ".join("?" * (len(cols) + 1))
-                        conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", (rid, *json.loads(old or "[]")))
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise EffectNotApplied(f"could not restore the rows: {exc}") from None
+            for tbl, op, rid, new_rid, old in reversed(undo):
+                cols = columns[tbl]
+                table = f"main.{_q(tbl)}"
+                values = json.loads(old or "[]")
+                if op == "I":
+                    conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (rid,))
+                elif op == "U":
+                    sets = ", ".join(f"{_q(c)} = ?" for c in cols)
+                    conn.execute(f"UPDATE {table} SET rowid = ?, {sets} WHERE rowid = ?", (rid, *values, new_rid))
+                else:
+                    names = ", ".join(["rowid", *(_q(c) for c in cols)])
+                    marks = ", ".join("?" * (len(cols) + 1))
+                    conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", (rid, *values))
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise EffectNotApplied(f"could not restore the rows: {exc}; nothing was changed") from None
         finally:
             conn.close()
         return {"rows_restored": len(undo)}
