@@ -330,3 +330,24 @@ def test_a_table_whose_rows_cannot_be_restored_is_refused_not_unknown(tmp_path: 
     refused = run(live, call("database_write", {"sql": "INSERT INTO search (body) VALUES (?)", "params": ["x"]}))
     assert not refused.success and not refused.effect_unknown and "not authorized" in (refused.error or "")
     assert rows(tmp_path / "db.sqlite3") == [(1, "a@x.org", None)]
+
+
+def test_concurrent_writes_to_one_file_lose_nothing(tmp_path: Path) -> None:
+    """Steps run in threads: two agents filling one form at once must not lose each other's field."""
+    executors = bound(files.PLUGIN, tmp_path)
+    live = executors.for_tool("form_fill").live
+    appender = executors.for_tool("file_operation").live
+    fields = [f"f{i:02d}" for i in range(40)]
+
+    async def all_at_once() -> list[ExecutionOutcome]:
+        fills = [live(call("form_fill", {"form": "shared", "field": f, "value": f}, f)) for f in fields]
+        appends = [
+            appender(call("file_operation", {"op": "append", "path": "log.txt", "content": f + "\n"}, "x" + f))
+            for f in fields
+        ]
+        return await asyncio.gather(*fills, *appends)
+
+    assert all(o.success for o in asyncio.run(all_at_once()))
+    form = json.loads((tmp_path / "files" / "forms" / "shared.json").read_text())
+    assert sorted(form) == fields
+    assert sorted((tmp_path / "files" / "log.txt").read_text().splitlines()) == fields

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -137,10 +138,15 @@ def _new_content(op: str, previous: bytes | None, content: str, rel: str) -> byt
 
 
 class _Files:
-    """The steps of the three tools over one root."""
+    """The steps of the three tools over one root.
+
+    Steps run in their own threads, so every read-modify-write of a LIVE step or an undo holds
+    the root's lock: two agents filling one form at once never lose each other's field.
+    """
 
     def __init__(self, root: FileRoot) -> None:
         self.root = root
+        self._lock = threading.Lock()
 
     # file_operation
     def file_mock(self, call: ToolCall) -> dict[str, Any]:
@@ -158,14 +164,16 @@ class _Files:
     def file_live(self, call: ToolCall) -> dict[str, Any]:
         args = call.action.args
         op, rel = _op(args), str(args.get("path"))
-        path = self.root.resolve(rel)
-        previous = _read(path)
-        new = _new_content(op, previous, _text(args, "content"), rel)
-        _restore(path, new)
+        with self._lock:
+            path = self.root.resolve(rel)
+            previous = _read(path)
+            new = _new_content(op, previous, _text(args, "content"), rel)
+            _restore(path, new)
         return {"op": op, "path": rel, "size": len(new or b""), "_path": path, "_previous": previous}
 
     def undo(self, call: ToolCall, output: dict[str, Any]) -> dict[str, Any]:
-        _restore(output["_path"], output["_previous"])
+        with self._lock:
+            _restore(output["_path"], output["_previous"])
         return {"restored": output.get("path"), "existed": output["_previous"] is not None}
 
     # form_fill: one JSON object per form, one key per field
@@ -201,10 +209,12 @@ class _Files:
 
     def form_live(self, call: ToolCall) -> dict[str, Any]:
         rel, field, value = self._form(call.action.args)
-        path = self.root.resolve(rel, "form")
-        previous, data = self._form_current(path, rel)
-        data[field] = value
-        _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+        with self._lock:
+            path = self.root.resolve(rel, "form")
+            previous, data = self._form_current(path, rel)
+            data[field] = value
+            text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            _write_atomic(path, text.encode("utf-8"))
         return {"set": field, "path": rel, "_path": path, "_previous": previous}
 
     # text_extract: store extracted text in the scratch area (a report file)
@@ -222,8 +232,9 @@ class _Files:
         rel = str(args.get("target"))
         path = self.root.resolve(rel, "target")
         text = _text(args, "text")
-        previous = _read(path)
-        _write_atomic(path, text.encode("utf-8"))
+        with self._lock:
+            previous = _read(path)
+            _write_atomic(path, text.encode("utf-8"))
         return {"path": rel, "chars": len(text), "_path": path, "_previous": previous}
 
 
