@@ -68,6 +68,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=24, help="seed for the run's randomness (retry delays)")
     add_state_dir_option(parser)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="executor config (TOML): plugins to load and their settings; their effects go under OUT/world",
+    )
+    parser.add_argument(
+        "--executors",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="executor plugins to load: files, sqlite, outbox, a phase24.executors entry point, or module:attribute",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,10 +147,13 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
     from core.approval import PolicyGate
     from core.clock import SystemClock
     from core.contracts import standard_registry
+    from core.executor_config import combined_spec, load_setup
     from core.harness import Phase24ExecutionConfig, Phase24Harness, make_run_id
     from core.plans import load_plans, load_validations
 
-    registry = standard_registry()
+    spec = combined_spec(getattr(args, "config", None), getattr(args, "executors", []))
+    setup = load_setup(spec) if spec is not None else None  # plugins and contracts, checked before the plans
+    registry = setup.registry if setup is not None else standard_registry()
     plans = load_plans(args.plans, registry)
     validations = load_validations(args.validations) if args.validations else []
     clock = SystemClock()
@@ -168,6 +184,8 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
         registry=registry,
         run_id=run_id,
     )
+    if setup is not None:
+        harness.use_executors(setup)
     harness.load_phase21_plans(plans)
     harness.load_phase22_validations(validations)
     return harness

@@ -27,6 +27,7 @@ from core.approval import (
     edited_args_problem,
     expire,
 )
+from core.bindings import ExecutionOutcome, ModeImplementation, ToolBinding, ToolCall
 from core.contracts import ExecutionMode, RiskLevel, ToolContract, ToolContractRegistry
 from core.errors import Phase24Error, TransitionNotAllowed
 from core.events import (
@@ -38,7 +39,6 @@ from core.events import (
     SystemUnlocked,
     ToolExecuted,
 )
-from core.executors import ExecutionOutcome, ToolExecutor
 from core.faults import crash_point
 from core.journal import DuplicateIntent
 from core.loop_bridge import call_on_loop
@@ -128,6 +128,7 @@ class ExecutionContext:
     failure: str | None = None
     locked_out: bool = False
     held_by_system_lock: bool = False  # LOCKED by the system lock (stays at MOCK), not by a denial
+    outcome_unknown: bool = False
 
     @property
     def action_id(self) -> str:
@@ -182,6 +183,10 @@ class IntentLedger(Protocol):
         ...
 
     def record_outcome(self, action_hash: str, success: bool) -> None: ...
+
+    def record_unknown(self, action_hash: str) -> None:
+        """The LIVE run may have had its effect but did not say so: never retried."""
+        ...
 
     def intent_status(self, action_hash: str) -> str | None: ...
 
@@ -401,13 +406,14 @@ class ExecutionController:
     async def _run_mode(
         self,
         ctx: ExecutionContext,
-        executor: ToolExecutor,
+        implementation: ModeImplementation,
         mode: ExecutionMode,
         retry: RetryPolicy | None,
     ) -> bool:
+        """Run `implementation`, the binding's step for `mode` and only for it (swap, not flag)."""
         attempt = 1
         while True:
-            outcome = await executor.execute(mode, ctx.action, attempt)
+            outcome = await implementation(ToolCall(ctx.plan_id, ctx.action, ctx.agent, attempt))
             ctx.runs.append(
                 ModeRun(
                     mode,
@@ -435,6 +441,11 @@ class ExecutionController:
             )
             if outcome.success:
                 return True
+            if outcome.effect_unknown:
+                # The effect may have happened: never retried.
+                ctx.outcome_unknown = True
+                ctx.failure = f"outcome UNKNOWN, the effect may have happened (never retried): {outcome.error}"
+                return False
             if outcome.timed_out and retry is not None:
                 delay = await retry(ctx, mode, attempt, outcome)
                 if delay is not None:
@@ -449,14 +460,15 @@ class ExecutionController:
             return False
 
     async def run_action(
-        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None = None
+        self, ctx: ExecutionContext, binding: ToolBinding, retry: RetryPolicy | None = None
     ) -> ExecutionContext:
         """Climb as far as allowed. Ends COMPLETED, LOCKED, or (on failure) ROLLBACK.
 
-        A failed action is left in ROLLBACK: the orchestrator unwinds the plan's rollback
-        stack and then moves it to ABORTED.
+        Each step gets only its own mode's implementation from `binding`; the live one is
+        handed to the LIVE step alone. A failed action is left in ROLLBACK: the orchestrator
+        unwinds the plan's rollback stack and then moves it to ABORTED.
         """
-        if not await self._run_mode(ctx, executor, ExecutionMode.MOCK, retry):
+        if not await self._run_mode(ctx, binding.mock, ExecutionMode.MOCK, retry):
             self.transition(ctx, S.ROLLBACK, f"MOCK execution failed: {ctx.failure}")
             return ctx
         target, why = self.target_for(ctx)
@@ -470,7 +482,7 @@ class ExecutionController:
         self.transition(ctx, S.DRY_RUN, f"MOCK succeeded; {why}")
         if self._held_by_lock(ctx):
             return ctx
-        if not await self._run_mode(ctx, executor, ExecutionMode.DRY_RUN, retry):
+        if not await self._run_mode(ctx, binding.dry_run, ExecutionMode.DRY_RUN, retry):
             if ctx.locked_out:
                 # Not a failure: the lock arrived while a timed-out DRY_RUN waited to retry.
                 self.transition(ctx, S.LOCKED, f"system locked: {self._lock_reason}")
@@ -516,7 +528,7 @@ class ExecutionController:
                 }.get(outcome, "approval denied")
                 self.transition(ctx, S.LOCKED, f"{verb} by {decision.decided_by}: {decision.reason}")
                 return ctx
-        return await self._go_live(ctx, executor, retry, why)
+        return await self._go_live(ctx, binding.live, retry, why)
 
     def _refuse_denied_earlier(self, ctx: ExecutionContext) -> None:
         """An identical call was denied earlier in the run: refuse it without asking again."""
@@ -547,7 +559,7 @@ class ExecutionController:
         self.transition(ctx, S.LOCKED, reason)
 
     async def _go_live(
-        self, ctx: ExecutionContext, executor: ToolExecutor, retry: RetryPolicy | None, why: str
+        self, ctx: ExecutionContext, live: ModeImplementation, retry: RetryPolicy | None, why: str
     ) -> ExecutionContext:
         action_hash = ctx.action_hash()
         if ctx.approval is not None and ctx.approval["action_hash"] != action_hash:
@@ -589,11 +601,17 @@ class ExecutionController:
                 self._settle_intent(ctx, ok=False)
             self.transition(ctx, S.LOCKED, f"not run: system locked before the LIVE run started ({self._lock_reason})")
             return ctx
-        ok = await self._run_mode(ctx, executor, ExecutionMode.LIVE, retry)
+        ok = await self._run_mode(ctx, live, ExecutionMode.LIVE, retry)
         if effectful and self.ledger is not None:
             crash_point("after_effect")
-            self._settle_intent(ctx, ok)
+            if ctx.outcome_unknown:
+                self._settle_unknown(ctx)
+            else:
+                self._settle_intent(ctx, ok)
             crash_point("after_outcome")
+        if ctx.outcome_unknown:
+            self.transition(ctx, S.ROLLBACK, f"LIVE {ctx.failure}")
+            return ctx
         if not ok:
             self.transition(ctx, S.ROLLBACK, f"LIVE execution failed: {ctx.failure}")
             return ctx
@@ -606,6 +624,14 @@ class ExecutionController:
             return
         try:
             self.ledger.record_outcome(ctx.intent_key(), ok)
+        except Phase24Error as exc:
+            self._fail_closed(exc)
+
+    def _settle_unknown(self, ctx: ExecutionContext) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.record_unknown(ctx.intent_key())
         except Phase24Error as exc:
             self._fail_closed(exc)
 

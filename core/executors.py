@@ -1,8 +1,9 @@
-"""Tool executors: one method per mode, and a compensation for reversible tools.
+"""Tool executors: the simulated executor, the simulated world, and the registry of bindings.
 
 `SimulatedExecutor` is a first-class executor (like httpx's MockTransport): deterministic,
 scripted per action by the plan's `simulate` block, and it never touches a real system.
-Every result it returns says `simulated=True`.
+Every result it returns says `simulated=True`. Real executors come from plugins
+(core/plugins.py) and the shipped local backends (core/backends/).
 """
 
 from __future__ import annotations
@@ -10,36 +11,26 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO
 
+from core.bindings import ExecutionOutcome, ToolBinding, ToolCall
 from core.clock import Clock
 from core.contracts import ExecutionMode, ToolContract, ToolContractRegistry
+from core.errors import ContractError
+from core.guard import guarded
 from core.plans import PlannedAction
 
-
-@dataclass(frozen=True, slots=True)
-class ExecutionOutcome:
-    """What one execution of a tool returned (a plain dataclass: it is made per execution)."""
-
-    success: bool
-    duration_ms: float
-    output: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    timed_out: bool = False
-    simulated: bool = True
-
-
-class ToolExecutor(Protocol):
-    """Runs one tool in a given mode. `compensate` undoes a completed LIVE run."""
-
-    simulated: bool
-
-    async def execute(self, mode: ExecutionMode, action: PlannedAction, attempt: int) -> ExecutionOutcome: ...
-
-    async def compensate(self, action: PlannedAction) -> ExecutionOutcome: ...
-
+__all__ = [
+    "SIMULATED_EFFECTS",
+    "EffectSink",
+    "ExecutionOutcome",
+    "ExecutorRegistry",
+    "SimulatedEffectLedger",
+    "SimulatedExecutor",
+    "ToolBinding",
+    "ToolCall",
+]
 
 EffectSink = Callable[[str, PlannedAction, ExecutionMode], None]
 
@@ -59,6 +50,18 @@ class SimulatedExecutor:
         self.effect_sink = effect_sink
         self.calls = 0
         self.compensations = 0
+
+    def binding(self) -> ToolBinding:
+        """The executor as a binding: one step object per mode, each fixed to its mode."""
+        return ToolBinding(
+            tool=self.contract.name,
+            mock=_SimulatedStep(self, ExecutionMode.MOCK),
+            dry_run=_SimulatedStep(self, ExecutionMode.DRY_RUN),
+            live=_SimulatedStep(self, ExecutionMode.LIVE),
+            compensate=self._compensate_call,
+            simulated=True,
+            backend="simulated",
+        )
 
     async def execute(self, mode: ExecutionMode, action: PlannedAction, attempt: int) -> ExecutionOutcome:
         self.calls += 1
@@ -89,6 +92,9 @@ class SimulatedExecutor:
             output={"simulated": True, "mode": mode.value, "tool": self.contract.name},
         )
 
+    async def _compensate_call(self, call: ToolCall) -> ExecutionOutcome:
+        return await self.compensate(call.action)
+
     async def compensate(self, action: PlannedAction) -> ExecutionOutcome:
         self.compensations += 1
         if action.simulate.compensation_fails:
@@ -96,6 +102,19 @@ class SimulatedExecutor:
         if self.effect_sink is not None:
             self.effect_sink("compensation", action, ExecutionMode.LIVE)
         return ExecutionOutcome(success=True, duration_ms=0.0, output={"simulated": True, "undone": action.id})
+
+
+class _SimulatedStep:
+    """One mode of a simulated executor (the simulation itself is shared across modes)."""
+
+    __slots__ = ("executor", "mode")
+
+    def __init__(self, executor: SimulatedExecutor, mode: ExecutionMode) -> None:
+        self.executor = executor
+        self.mode = mode
+
+    async def __call__(self, call: ToolCall) -> ExecutionOutcome:
+        return await self.executor.execute(self.mode, call.action, call.attempt)
 
 
 SIMULATED_EFFECTS = "simulated_effects.jsonl"
@@ -127,7 +146,7 @@ class SimulatedEffectLedger:
 
 
 class ExecutorRegistry:
-    """Binds each tool contract to its executor; unbound tools get a SimulatedExecutor."""
+    """Binds each tool contract to its binding; unbound tools get a SimulatedExecutor's."""
 
     def __init__(
         self,
@@ -138,19 +157,53 @@ class ExecutorRegistry:
         self._registry = registry
         self._clock = clock
         self.effect_sink = effect_sink
-        self._bound: dict[str, ToolExecutor] = {}
+        self._bound: dict[str, ToolBinding] = {}
+        self._simulated: dict[str, SimulatedExecutor] = {}
 
-    def bind(self, tool_name: str, executor: ToolExecutor) -> None:
-        self._registry.get(tool_name)
-        self._bound[tool_name] = executor
+    def bind(self, tool_name: str, binding: ToolBinding) -> None:
+        """Bind a tool to its implementations, after checking them against its contract.
 
-    def for_tool(self, tool_name: str) -> ToolExecutor:
-        executor = self._bound.get(tool_name)
+        Every step is put behind the guard (core/guard.py): a step that raises, hangs or
+        answers nonsense ends its action FAILED or UNKNOWN, never the run.
+        """
+        contract = self._registry.get(tool_name)
+        if binding.tool != tool_name:
+            raise ContractError(f"tool {tool_name!r}: the binding is for {binding.tool!r}")
+        if contract.compensable and binding.compensate is None:
+            raise ContractError(f"tool {tool_name!r} is reversible but its binding has no compensate step")
+        if not contract.compensable and binding.compensate is not None:
+            raise ContractError(
+                f"tool {tool_name!r} is irreversible or read-only but its binding has a compensate step"
+            )
+        self._bound[tool_name] = guarded(binding, contract)
+
+    def for_tool(self, tool_name: str) -> ToolBinding:
+        binding = self._bound.get(tool_name)
+        if binding is None:
+            binding = self._bound[tool_name] = self.simulated_executor(tool_name).binding()
+        return binding
+
+    def simulated_executor(self, tool_name: str) -> SimulatedExecutor:
+        """The simulated executor behind an unbound tool (created on first use)."""
+        executor = self._simulated.get(tool_name)
         if executor is None:
-            executor = SimulatedExecutor(self._registry.get(tool_name), self._clock, self.effect_sink)
-            self._bound[tool_name] = executor
+            executor = SimulatedExecutor(self._registry.get(tool_name), self._clock, self._sink)
+            self._simulated[tool_name] = executor
         return executor
+
+    def _sink(self, kind: str, action: PlannedAction, mode: ExecutionMode) -> None:
+        # Read at each effect: the harness opens the simulated world after binding.
+        if self.effect_sink is not None:
+            self.effect_sink(kind, action, mode)
 
     @property
     def all_simulated(self) -> bool:
-        return all(e.simulated for e in self._bound.values())
+        return all(b.simulated for b in self._bound.values())
+
+    def real_backends(self) -> dict[str, list[str]]:
+        """Each non-simulated backend and the tools bound to it."""
+        backends: dict[str, list[str]] = {}
+        for tool, binding in sorted(self._bound.items()):
+            if not binding.simulated:
+                backends.setdefault(binding.backend, []).append(tool)
+        return dict(sorted(backends.items()))

@@ -18,6 +18,7 @@ from core.clock import Clock, SystemClock, iso
 from core.conflicts import ConflictResolver
 from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
 from core.controller import ExecutionController
+from core.errors import ConfigError, Phase24Error
 from core.events import (
     ApprovalDecided,
     Event,
@@ -36,6 +37,7 @@ from core.events import (
     ToolExecuted,
     UnknownOutcomes,
 )
+from core.executor_config import EXECUTORS_RECORD, WORLD_DIR, ExecutorSetup, load_setup, read_record
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
@@ -53,6 +55,12 @@ SIMULATION_NOTE = (
     "results, latencies, failures, timeouts and rollbacks are simulated; no external "
     "system was touched."
 )
+
+
+def mixed_note(backends: dict[str, list[str]]) -> str:
+    """The note for a run with real executors: which tools had real effects, and where."""
+    real = "; ".join(f"{name}: {', '.join(tools)}" for name, tools in sorted(backends.items()))
+    return f"Real executors were bound ({real}); their LIVE steps had real effects. Every other tool was simulated."
 
 
 class Phase24ExecutionConfig(BaseModel):
@@ -171,6 +179,7 @@ class Phase24Harness:
         self.prior = prior
         self.journal: Journal | None = None
         self.effects: SimulatedEffectLedger | None = None
+        self.executor_setup: ExecutorSetup | None = None
         self.unknown_outcomes: list[dict[str, Any]] = []
         # Events published before the run opens its outputs (a lock before the start):
         # replayed into the journal and the output files once they are open.
@@ -204,9 +213,14 @@ class Phase24Harness:
         from core.journal import read_events
         from core.resume import load_run
 
+        spec = read_record(run_dir)  # a run with real executors resumes with the same ones
+        setup = load_setup(spec) if spec is not None else None
         loaded = load_run(run_dir)
         config = Phase24ExecutionConfig.model_validate({**loaded.config, "output_dir": str(run_dir)})
-        harness = cls(config, gate=gate, clock=clock, run_id=loaded.run_id, prior=loaded.prior)
+        registry = setup.registry if setup is not None else None
+        harness = cls(config, gate=gate, clock=clock, run_id=loaded.run_id, prior=loaded.prior, registry=registry)
+        if setup is not None:
+            harness.use_executors(setup)
         if loaded.locked:
             harness.controller.restore_lock(f"{loaded.locked} (lock survived a restart; unlock to continue)")
         harness.load_phase21_plans(loaded.remaining)
@@ -217,6 +231,25 @@ class Phase24Harness:
             harness.bus.start_after(event.seq)
         harness.feedback_loop.generate_signals()  # signals already written before the crash
         return harness
+
+    # -- executors --------------------------------------------------------------------
+
+    def use_executors(self, setup: ExecutorSetup) -> None:
+        """Bind the setup's plugins; their effects go under OUTPUT_DIR/world.
+
+        With a real executor bound, a gate that approves everything unasked is refused:
+        HIGH-risk LIVE then needs a human answer (or a gate the caller wrote on purpose).
+        """
+        if setup.registry is not self.registry:
+            raise ConfigError("use_executors: the harness must be built with the setup's contract registry")
+        setup.bind(self.executors, self.config.output_dir / WORLD_DIR)
+        if setup.real and isinstance(self.gate, PolicyGate) and self.gate.approve_all:
+            tools = ", ".join(setup.real_tools)
+            raise ConfigError(
+                f"--approve-all is refused: real executors are bound ({tools}); HIGH-risk LIVE steps need a "
+                "human answer (use `phase24 console`) or are denied (omit --approve-all)"
+            )
+        self.executor_setup = setup
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -412,7 +445,7 @@ class Phase24Harness:
             plans_total=len(self.plans) + (len(self.prior.statuses) if self.prior else 0),
             actions_total=sum(len(p.actions) for p in self.plans),
             mode_ceiling=self.controller.mode_ceiling,
-            simulated=True,
+            simulated=self.executors.all_simulated,
             resumed=self.prior is not None,
         )
         if self.unknown_outcomes:
@@ -428,6 +461,7 @@ class Phase24Harness:
         finally:
             follower.cancel()
             health = self._emit_health()
+            self._collect_unknown_outcomes()
             self.summary = self._summary(start, interrupted or self._stopping)
             self.bus.emit(
                 RunFinished,
@@ -465,8 +499,19 @@ class Phase24Harness:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
         if self.prior is None:
             write_text_atomic(out / RUN_RECORD, self._run_record())
+            if self.executor_setup is not None:
+                write_text_atomic(out / EXECUTORS_RECORD, self.executor_setup.spec.to_json())
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
+
+    def _collect_unknown_outcomes(self) -> None:
+        """Every UNKNOWN intent, also those of this run (a LIVE step that raised or hung)."""
+        if self.journal is None:
+            return
+        try:
+            self.unknown_outcomes = self.journal.intents("UNKNOWN")
+        except Phase24Error:
+            pass  # the journal failed: the run has already failed closed and says why
 
     def _close_durable_state(self) -> None:
         if self.effects is not None:
@@ -596,7 +641,10 @@ class Phase24Harness:
             "resumed": self.prior is not None,
             "unknown_outcomes": self.unknown_outcomes,
             "simulated": self.executors.all_simulated,
-            "simulation_note": SIMULATION_NOTE if self.executors.all_simulated else "",
+            "backends": self.executors.real_backends(),
+            "simulation_note": (
+                SIMULATION_NOTE if self.executors.all_simulated else mixed_note(self.executors.real_backends())
+            ),
             "plans": [
                 {
                     "plan_id": s.plan_id,

@@ -319,6 +319,22 @@ class Journal:
 
         self._transaction(update, durable=True)
 
+    def record_unknown(self, action_hash: str) -> None:
+        """Durably set a PENDING intent to UNKNOWN: the LIVE run may have had its effect but did
+        not report success (it raised, hung or answered nonsense). It is never retried."""
+        self._check_usable()
+        status = self.intent_status(action_hash)
+        if status != "PENDING":
+            raise JournalError(
+                f"the intent for action hash {action_hash} is {status}, not PENDING: cannot mark it UNKNOWN"
+            )
+        now = self._clock.now().isoformat()
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE intents SET status = 'UNKNOWN', updated = ? WHERE action_hash = ?", (now, action_hash))
+
+        self._transaction(update, durable=True)
+
     def intent_status(self, action_hash: str) -> str | None:
         row = self._read("SELECT status FROM intents WHERE action_hash = ?", (action_hash,)).fetchone()
         return None if row is None else str(row[0])

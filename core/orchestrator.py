@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.bindings import ExecutionOutcome, ToolCall
 from core.conflicts import Conflict, ConflictResolver, Resolution, ResolutionPlan
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.controller import ExecutionContext, ExecutionController, ExecutionState
 from core.errors import ContractError
 from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPerformed
-from core.executors import ExecutionOutcome, ExecutorRegistry
+from core.executors import ExecutorRegistry
 from core.plans import PlannedAction, ToolExecutionPlan
 
 __all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "plan_status"]
@@ -286,7 +287,11 @@ class _PlanRun:
         undone: list[str] = []
         failed: list[str] = []
         for ctx in reversed(self.rollback_stack):
-            outcome = await self.o.executors.for_tool(ctx.tool).compensate(ctx.action)
+            compensate = self.o.executors.for_tool(ctx.tool).compensate
+            if compensate is None:  # ExecutorRegistry.bind refuses this for a compensable tool
+                failed.append(ctx.action_id)
+                continue
+            outcome = await compensate(ToolCall(ctx.plan_id, ctx.action, ctx.agent))
             (undone if outcome.success else failed).append(ctx.action_id)
         self.rollback_stack.clear()
         self.rollbacks_executed += len(undone)

@@ -114,7 +114,7 @@ async def test_an_identical_call_denied_earlier_is_refused_without_asking_again(
 
     first, again = ctx("first"), ctx("again")  # another id, the same call: the same canonical hash
     for c in (first, again):
-        await controller.run_action(c, SimulatedExecutor(c.contract, h.clock))
+        await controller.run_action(c, SimulatedExecutor(c.contract, h.clock).binding())
     assert len(asked) == 1
     assert first.state.value == again.state.value == "LOCKED"
     assert "denied earlier" in again.reason

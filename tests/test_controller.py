@@ -65,7 +65,7 @@ def make_ctx(controller, tool="math_compute", confidence=0.9, action_id="a1", ag
 
 async def climb(controller, ctx):
     executor = SimulatedExecutor(ctx.contract, controller.bus.clock)
-    return await controller.run_action(ctx, executor)
+    return await controller.run_action(ctx, executor.binding())
 
 
 def modes_run(ctx):
@@ -541,7 +541,7 @@ def test_no_failure_means_no_rollback(make_harness):
     h.execute_orchestration_pipeline()
     assert not log.of(RollbackPerformed)
     assert (h.config.output_dir / "rollback_events.jsonl").read_text() == ""
-    assert h.executors.for_tool("form_fill").compensations == 0
+    assert h.executors.simulated_executor("form_fill").compensations == 0
 
 
 def test_rollback_execution(make_harness):
@@ -568,8 +568,8 @@ def test_rollback_execution(make_harness):
     assert "plan stopped after failure of submit" in results["after_submit"]["reason"]
     assert not log.executed(action_id="after_submit")
     assert results["inspect"]["rolled_back"] is False
-    assert h.executors.for_tool("form_fill").compensations == 2
-    assert h.executors.for_tool("text_extract").compensations == 1
+    assert h.executors.simulated_executor("form_fill").compensations == 2
+    assert h.executors.simulated_executor("text_extract").compensations == 1
     assert h.results[0].status == "FAILED"
     assert summary["total_rollbacks"] == 3 and summary["plans_failed"] == 1
 

@@ -255,7 +255,7 @@ def test_samples_summary_schema_and_totals(samples_run):
     rollbacks = samples_run.jsonl("rollback_events.jsonl")
     conflicts = samples_run.json("tool_conflicts.json")
 
-    assert summary["plans_processed"] == len(log_lines) == 5
+    assert summary["plans_processed"] == len(log_lines) == 6
     assert summary["plans_successful"] + summary["plans_failed"] + summary["plans_rejected"] == len(log_lines)
     assert summary["plans_successful"] == sum(r["status"] == "SUCCEEDED" for r in results)
     assert summary["plans_failed"] == sum(r["status"] == "FAILED" for r in results) == 1

@@ -44,12 +44,20 @@ def single(*actions, **extra):
 
 def test_sample_plans_load():
     plans = load_plans([SAMPLES], standard_registry())
-    assert [p.plan_id for p in plans] == ["approvals", "conflicts", "happy_path", "large_10000", "rollback"]
+    assert [p.plan_id for p in plans] == [
+        "approvals",
+        "conflicts",
+        "happy_path",
+        "large_10000",
+        "local_backends",
+        "rollback",
+    ]
     assert [f.name for f in expand_plan_paths([SAMPLES])] == [
         "approvals.json",
         "conflicts.json",
         "happy_path.json",
         "large.json",
+        "local_backends.json",
         "rollback.json",
     ]
     happy = plans[2]

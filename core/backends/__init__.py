@@ -1,0 +1,1 @@
+"""The shipped local backends: real effects on files, a SQLite database and an outbox."""
