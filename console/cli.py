@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +20,27 @@ DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MO
 
 
 def _delay_range(text: str) -> tuple[float, float]:
+    from core.harness import MAX_RETRY_DELAY_S
+
     try:
         low, _, high = text.partition("-")
         value = (float(low), float(high or low))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SECONDS or LOW-HIGH, got {text!r}") from None
-    if not 0 <= value[0] <= value[1]:
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    if not (math.isfinite(value[0]) and math.isfinite(value[1]) and 0 <= value[0] <= value[1] <= MAX_RETRY_DELAY_S):
+        raise argparse.ArgumentTypeError(
+            f"expected finite seconds with 0 <= LOW <= HIGH <= {MAX_RETRY_DELAY_S:g}, got {text!r}"
+        )
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
@@ -47,13 +62,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-live", type=int, metavar="N", help="at most N LIVE escalations in the run")
     parser.add_argument(
         "--live-floor",
-        type=float,
+        type=_finite,
         metavar="C",
         help="raise every LIVE confidence threshold to at least C",
     )
     parser.add_argument(
         "--approval-timeout",
-        type=float,
+        type=_finite,
         default=None,
         metavar="S",
         help="seconds an approval may wait before it is denied",

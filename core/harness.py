@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +53,9 @@ SIMULATION_NOTE = (
 )
 
 
+MAX_RETRY_DELAY_S = 3600.0
+
+
 class Phase24ExecutionConfig(BaseModel):
     """The report's configuration, plus what a real run needs (timeouts, seed)."""
 
@@ -61,13 +65,13 @@ class Phase24ExecutionConfig(BaseModel):
     dry_run_only: bool = False
     max_live_escalations: int | None = Field(default=None, ge=0)
     approval_required_for_high_risk: bool = True
-    confidence_threshold_for_live: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_threshold_for_live: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     enable_rollback_on_failure: bool = True
-    approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400, allow_inf_nan=False)
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
     health_every: int = Field(default=25, ge=1)
-    health_min_interval_s: float = Field(default=0.2, ge=0)
+    health_min_interval_s: float = Field(default=0.2, ge=0, allow_inf_nan=False)
     durable_journal: bool = True
 
     @field_validator("approval_required_for_high_risk")
@@ -81,8 +85,10 @@ class Phase24ExecutionConfig(BaseModel):
     @classmethod
     def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
-        if not 0 <= low <= high:
-            raise ValueError("retry_delay_range_s must be (low, high) with 0 <= low <= high")
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= MAX_RETRY_DELAY_S):
+            raise ValueError(
+                f"retry_delay_range_s must be finite (low, high) with 0 <= low <= high <= {MAX_RETRY_DELAY_S:g}"
+            )
         return value
 
 

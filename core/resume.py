@@ -7,7 +7,6 @@ journal's intents first (DONE is not repeated, PENDING/UNKNOWN is never retried)
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.canonical import loads_strict
 from core.errors import JournalError
 from core.events import ConflictDetected, ConflictResolved, PlanFinished
 from core.journal import JOURNAL_FILE, read_events, verify_journal
@@ -58,6 +58,19 @@ class ResumeInput:
     locked: str = ""
 
 
+def parse_run_record(
+    text: str,
+) -> tuple[str, dict[str, Any], list[dict[str, Any]], list[ToolExecutionPlan]]:
+    """(run id, config, validations, plans) from the text of run.json, as a resume reads it.
+
+    Strict JSON (no NaN or Infinity) and the same validation as a plan file, so an action
+    reloaded here hashes exactly as it did when the run recorded its intents.
+    """
+    record = loads_strict(text)
+    plans = [ToolExecutionPlan.model_validate(p) for p in record["plans"]]
+    return str(record["run_id"]), dict(record["config"]), list(record["validations"]), plans
+
+
 def load_run(run_dir: Path) -> ResumeInput:
     """Verify the journal, repair torn JSONL tails, and work out what is left to do."""
     from core.harness import RUN_RECORD
@@ -68,9 +81,7 @@ def load_run(run_dir: Path) -> ResumeInput:
         raise JournalError(f"{run_dir}: the journal fails verification{where}: {report.problem}; not resuming")
     record_path = run_dir / RUN_RECORD
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        plans = [ToolExecutionPlan.model_validate(p) for p in record["plans"]]
-        run_id, config, validations = record["run_id"], record["config"], record["validations"]
+        run_id, config, validations, plans = parse_run_record(record_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise JournalError(f"{record_path}: missing; this directory does not hold a resumable run") from None
     except (OSError, ValueError, KeyError, TypeError, ValidationError) as exc:
