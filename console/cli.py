@@ -187,7 +187,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.errors import Phase24Error
+    from core.errors import Phase24Error, VerificationFailed
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -206,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_resume(args)
     except BadInput as exc:
         return _fail(str(exc))
+    except VerificationFailed as exc:
+        _fail(str(exc))
+        return exit_codes.VERIFY_FAILED
     except Phase24Error as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -4,6 +4,7 @@ plan, learn, monitor, and write the output files. Everything is published on one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import random
@@ -38,7 +39,7 @@ from core.events import (
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
-from core.journal import Journal
+from core.journal import RUN_RECORD_DIGEST, RUN_RECORD_FILE, Journal
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
 from core.orchestrator import OrchestrationResult, ToolOrchestrator
@@ -92,7 +93,7 @@ class Phase24ExecutionConfig(BaseModel):
         return value
 
 
-RUN_RECORD = "run.json"
+RUN_RECORD = RUN_RECORD_FILE
 
 
 def make_run_id(clock: Clock) -> str:
@@ -331,6 +332,8 @@ class Phase24Harness:
             self.writer.open()
             self._open_durable_state()
         self._replay_before_start()
+        if self.journal is not None:
+            self._record_run_start(self.journal)
         start = self.clock.now()
         self.bus.emit(
             RunStarted,
@@ -385,8 +388,16 @@ class Phase24Harness:
         locked = journal.get_state("locked")
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
+
+    def _record_run_start(self, journal: Journal) -> None:
+        """run.json and its digest (through the chain), or, resuming, the UNKNOWN intents.
+
+        After the events held before the start are journalled: these are chained events too.
+        """
         if self.prior is None:
-            write_text_atomic(out / RUN_RECORD, self._run_record())
+            text = self._run_record()
+            write_text_atomic(self.config.output_dir / RUN_RECORD, text)
+            journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256((text + "\n").encode("utf-8")).hexdigest())
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
 

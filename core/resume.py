@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.canonical import loads_strict
-from core.errors import JournalError
+from core.errors import JournalError, VerificationFailed
 from core.events import ConflictDetected, ConflictResolved, PlanFinished
 from core.journal import JOURNAL_FILE, read_events, verify_journal
 from core.jsonl import read_jsonl, repair_torn_tail
@@ -78,7 +78,9 @@ def load_run(run_dir: Path) -> ResumeInput:
     report = verify_journal(run_dir)
     if not report.ok:
         where = f" at record {report.first_bad_seq}" if report.first_bad_seq is not None else ""
-        raise JournalError(f"{run_dir}: the journal fails verification{where}: {report.problem}; not resuming")
+        raise VerificationFailed(
+            f"{run_dir}: the journal fails verification{where}: {report.problem}; not resuming (nothing was run)"
+        )
     record_path = run_dir / RUN_RECORD
     try:
         run_id, config, validations, plans = parse_run_record(record_path.read_text(encoding="utf-8"))
