@@ -170,13 +170,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from console.report import print_summary
+    from console.safe_stdout import SafeStdout
+    from console.storage_failure import report_storage_failure
+    from core.errors import JournalError
 
     harness = prepare(args, approve_all=args.approve_all)
-    summary = harness.execute_orchestration_pipeline()
+    try:
+        summary = harness.execute_orchestration_pipeline()
+    except (OSError, JournalError) as exc:
+        return report_storage_failure(harness, exc)
     out = harness.config.output_dir
-    conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
-    health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
-    print_summary(Console(), summary, conflicts, health, out)
+    try:
+        conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
+        health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
+        print_summary(Console(file=SafeStdout()), summary, conflicts, health, out)  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        if not summary.get("storage_error"):
+            raise
+    if summary.get("storage_error"):
+        return report_storage_failure(harness, None)
     return exit_codes.PLAN_FAILED if summary["plans_failed"] > 0 else exit_codes.OK
 
 

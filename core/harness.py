@@ -20,6 +20,7 @@ from core.clock import Clock, SystemClock, iso
 from core.conflicts import ConflictResolver
 from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
 from core.controller import ExecutionController
+from core.errors import JournalError
 from core.events import (
     ApprovalDecided,
     Event,
@@ -46,6 +47,9 @@ from core.orchestrator import OrchestrationResult, ToolOrchestrator
 from core.outputs import OutputWriter, write_text_atomic
 from core.plans import Phase22Validation, ToolExecutionPlan
 from core.resume import PriorRun
+from core.run_status import RunStatus, RunStatusFile
+from core.storage_report import storage_failure_report
+from core.unsettled import UnsettledIntents
 
 SIMULATION_NOTE = (
     "Every tool in this run is bound to the simulated executor: MOCK, DRY_RUN and LIVE "
@@ -158,6 +162,8 @@ class Phase24Harness:
         self.storage_error: str | None = None
         self.prior = prior
         self.journal: Journal | None = None
+        self.intents: UnsettledIntents | None = None
+        self.status_file: RunStatusFile | None = None
         self.effects: SimulatedEffectLedger | None = None
         self.unknown_outcomes: list[dict[str, Any]] = []
         # Events published before the run opens its outputs (a lock before the start):
@@ -304,6 +310,9 @@ class Phase24Harness:
     def _storage_failed(self, error: str) -> None:
         if self.storage_error is None:
             self.storage_error = error
+            if self.status_file is not None:
+                # The journal may be what failed: this in-place write keeps the lock for resume.
+                self.status_file.mark(RunStatus.STORAGE_FAILED, error)
 
     def _emit_health(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = self.monitor.snapshot()
@@ -353,6 +362,13 @@ class Phase24Harness:
                     interrupted = True
                     break
                 await self._run_plan(index, plan)
+        except (OSError, JournalError) as exc:
+            # A write outside the subscribers failed (a plan result, the simulated world):
+            # fail closed like a subscriber failure, and let the caller report it.
+            if self.storage_error is None:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
+                self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+            raise
         finally:
             health = self._emit_health()
             self.bus.emit(
@@ -363,14 +379,20 @@ class Phase24Harness:
                 interrupted=interrupted or self._stopping,
             )
             self.summary = self._summary(start, interrupted or self._stopping)
-            if self.writer is not None:
-                conflicts = self.conflict_resolver.summary()
-                if self.prior is not None:
-                    conflicts = self.prior.merge_conflicts(conflicts)
-                simulated = {"simulated": self.executors.all_simulated}
-                self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
-                self.writer.close()
-            self._close_durable_state()
+            try:
+                if self.writer is not None:
+                    conflicts = self.conflict_resolver.summary()
+                    if self.prior is not None:
+                        conflicts = self.prior.merge_conflicts(conflicts)
+                    simulated = {"simulated": self.executors.all_simulated}
+                    self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
+                    self.writer.close()
+            except OSError as exc:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
+                self.summary = self._summary(start, interrupted or self._stopping)
+                raise
+            finally:
+                self._close_durable_state()
         return self.summary
 
     def _open_durable_state(self) -> None:
@@ -383,7 +405,8 @@ class Phase24Harness:
         journal = Journal.open(out, self.run_id, clock=self.clock)
         self.journal = journal
         self._detach_journal = journal.attach(self.bus)
-        self.controller.ledger = journal
+        self.intents = UnsettledIntents(journal)
+        self.controller.ledger = self.intents
         self.controller.lock_store = lambda reason: journal.set_state("locked", reason)
         locked = journal.get_state("locked")
         if locked:
@@ -400,10 +423,17 @@ class Phase24Harness:
             journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256((text + "\n").encode("utf-8")).hexdigest())
         else:
             self.unknown_outcomes = journal.mark_unknown_intents()
+            if self.controller.locked and not journal.get_state("locked"):
+                # Locked by how the last run ended (run_status): make that lock durable first.
+                journal.set_state("locked", self.controller.lock_reason)
+        self.status_file = RunStatusFile.create(self.config.output_dir)
 
     def _close_durable_state(self) -> None:
         if self.effects is not None:
-            self.effects.close()
+            try:
+                self.effects.close()
+            except OSError as exc:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
         if self.journal is not None:
             try:
                 self.journal.commit()
@@ -415,6 +445,10 @@ class Phase24Harness:
                 # The run is over: a later lock or unlock changes nothing that could resume.
                 self.controller.ledger = None
                 self.controller.lock_store = None
+        if self.status_file is not None:
+            if self.storage_error is None:
+                self.status_file.mark(RunStatus.FINISHED)
+            self.status_file.close()
 
     def _run_record(self) -> str:
         """run.json (what a resume needs), encoded by pydantic: the plans can be large."""
@@ -522,6 +556,11 @@ class Phase24Harness:
             "locked": self.controller.locked,
             "interrupted": interrupted,
             "storage_error": self.storage_error,
+            **(
+                storage_failure_report(results, self.intents.unsettled() if self.intents else [])
+                if self.storage_error
+                else {}
+            ),
             "resumed": self.prior is not None,
             "unknown_outcomes": self.unknown_outcomes,
             "simulated": self.executors.all_simulated,

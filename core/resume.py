@@ -23,6 +23,7 @@ from core.jsonl import read_jsonl, repair_torn_tail
 from core.orchestrator import OrchestrationResult
 from core.outputs import JSONL_FILES, TOOL_EXECUTION_LOG
 from core.plans import ToolExecutionPlan
+from core.run_status import read_last_run
 
 
 @dataclass
@@ -143,7 +144,10 @@ def load_run(run_dir: Path) -> ResumeInput:
                 seen.add(plan_id)
                 prior.results.append(OrchestrationResult.model_validate(line["result"]))
     remaining = [p for p in plans if p.plan_id not in finished]
-    return ResumeInput(run_id, config, validations, remaining, prior, _persisted_lock(run_dir))
+    # The journal's lock, else the lock a storage failure could only leave in run_status
+    # (or the lock an unprovable ending calls for): never start unlocked on a guess.
+    locked = _persisted_lock(run_dir) or read_last_run(run_dir).lock_reason
+    return ResumeInput(run_id, config, validations, remaining, prior, locked)
 
 
 def _persisted_lock(run_dir: Path) -> str:
