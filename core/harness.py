@@ -398,6 +398,9 @@ class Phase24Harness:
     def _open_durable_state(self) -> None:
         """Journal, persisted lock, the run record (for resume) and the simulated world."""
         out = self.config.output_dir
+        if self.prior is None and self.config.durable_journal:
+            # First of all, so that how this run ends is always provable (core.run_status).
+            self.status_file = RunStatusFile.create(out)
         self.effects = SimulatedEffectLedger(out / SIMULATED_EFFECTS)
         self.executors.effect_sink = self.effects
         if not self.config.durable_journal:
@@ -426,7 +429,8 @@ class Phase24Harness:
             if self.controller.locked and not journal.get_state("locked"):
                 # Locked by how the last run ended (run_status): make that lock durable first.
                 journal.set_state("locked", self.controller.lock_reason)
-        self.status_file = RunStatusFile.create(self.config.output_dir)
+            # Only now: until that lock is durable, the old status must keep saying why.
+            self.status_file = RunStatusFile.create(self.config.output_dir)
 
     def _close_durable_state(self) -> None:
         if self.effects is not None:
