@@ -1,7 +1,8 @@
 """`phase24`: run plans headless, watch them in the console, verify or resume a run.
 
 Exit codes: 0 success, 1 a plan failed, 2 bad input (a clear one-paragraph error, never a
-traceback), 3 a journal failed verification.
+traceback) or a run directory already being resumed, 3 a journal failed verification,
+4 a storage failure (the run failed closed; a report on stderr).
 """
 
 from __future__ import annotations
