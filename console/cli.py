@@ -140,6 +140,11 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
     out = args.out or Path("outputs/phase24") / run_id
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: --out names a file, not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInput(f"{parent}: Not a directory; --out {out} cannot be created below it")
+            break
     if out.exists() and any(out.iterdir()):
         raise BadInput(f"{out}: output directory is not empty; choose another --out (a run's outputs are never mixed)")
     try:

@@ -425,6 +425,11 @@ class Phase24Harness:
             write_text_atomic(self.config.output_dir / RUN_RECORD, text)
             journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256((text + "\n").encode("utf-8")).hexdigest())
         else:
+            record = self.config.output_dir / RUN_RECORD
+            if journal.get_state(RUN_RECORD_DIGEST) is None:
+                # The first run was killed after writing run.json, before recording its
+                # digest (so before it started anything): cover the file from now on.
+                journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256(record.read_bytes()).hexdigest())
             self.unknown_outcomes = journal.mark_unknown_intents()
             if self.controller.locked and not journal.get_state("locked"):
                 # Locked by how the last run ended (run_status): make that lock durable first.

@@ -136,3 +136,18 @@ def test_intents_and_state_are_chained_records(tmp_path: Path) -> None:
     _sql(tmp_path, "UPDATE intents SET status = 'PENDING' WHERE action_hash = 'h2'")
     report = verify_journal(tmp_path)
     assert not report.ok and "status" in report.problem
+
+
+def test_killed_before_the_digest_was_recorded_resumes_and_then_verifies(tmp_path: Path) -> None:
+    """Found by the crash sweep: a kill after run.json is written, before its digest is chained."""
+    run_dir = _killed_run(tmp_path)
+    _sql(run_dir, "DELETE FROM records WHERE seq >= 1")
+    _sql(run_dir, "DELETE FROM state")
+    _sql(run_dir, "DELETE FROM intents")
+    _sql(run_dir, "UPDATE meta SET value = '0' WHERE key = 'head_seq'")
+    _sql(run_dir, f"UPDATE meta SET value = '{'0' * 64}' WHERE key = 'head_hash'")
+    (run_dir / "simulated_effects.jsonl").write_text("")
+    assert verify_journal(run_dir).ok  # nothing started: nothing to cover yet
+    assert _cli(["resume", str(run_dir), "--approve-all"]).returncode == 0
+    report = verify_journal(run_dir)
+    assert report.ok, report.problem
