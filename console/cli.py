@@ -1,13 +1,15 @@
 """`phase24`: run plans headless, watch them in the console, verify or resume a run.
 
 Exit codes: 0 success, 1 a plan failed, 2 bad input (a clear one-paragraph error, never a
-traceback), 3 a journal failed verification.
+traceback) or a run directory already being resumed, 3 a journal failed verification,
+4 a storage failure (the run failed closed; a report on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +22,27 @@ DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MO
 
 
 def _delay_range(text: str) -> tuple[float, float]:
+    from core.harness import MAX_RETRY_DELAY_S
+
     try:
         low, _, high = text.partition("-")
         value = (float(low), float(high or low))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SECONDS or LOW-HIGH, got {text!r}") from None
-    if not 0 <= value[0] <= value[1]:
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    if not (math.isfinite(value[0]) and math.isfinite(value[1]) and 0 <= value[0] <= value[1] <= MAX_RETRY_DELAY_S):
+        raise argparse.ArgumentTypeError(
+            f"expected finite seconds with 0 <= LOW <= HIGH <= {MAX_RETRY_DELAY_S:g}, got {text!r}"
+        )
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
@@ -48,13 +64,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-live", type=int, metavar="N", help="at most N LIVE escalations in the run")
     parser.add_argument(
         "--live-floor",
-        type=float,
+        type=_finite,
         metavar="C",
         help="raise every LIVE confidence threshold to at least C",
     )
     parser.add_argument(
         "--approval-timeout",
-        type=float,
+        type=_finite,
         default=None,
         metavar="S",
         help="seconds an approval may wait before it is denied",
@@ -161,6 +177,11 @@ def prepare(args: argparse.Namespace, approve_all: bool = False, gate: Any = Non
     out = args.out or Path("outputs/phase24") / run_id
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: --out names a file, not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInput(f"{parent}: Not a directory; --out {out} cannot be created below it")
+            break
     if out.exists() and any(out.iterdir()):
         raise BadInput(f"{out}: output directory is not empty; choose another --out (a run's outputs are never mixed)")
     try:
@@ -195,13 +216,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from console.report import print_summary
+    from console.safe_stdout import SafeStdout
+    from console.storage_failure import report_storage_failure
+    from core.errors import JournalError
 
     harness = prepare(args, approve_all=args.approve_all)
-    summary = harness.execute_orchestration_pipeline()
+    try:
+        summary = harness.execute_orchestration_pipeline()
+    except (OSError, JournalError) as exc:
+        return report_storage_failure(harness, exc)
     out = harness.config.output_dir
-    conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
-    health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
-    print_summary(Console(), summary, conflicts, health, out)
+    try:
+        conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
+        health = json.loads((out / "system_health.json").read_text(encoding="utf-8"))
+        print_summary(Console(file=SafeStdout()), summary, conflicts, health, out)  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        if not summary.get("storage_error"):
+            raise
+    if summary.get("storage_error"):
+        return report_storage_failure(harness, None)
     return exit_codes.for_summary(summary)
 
 
@@ -212,7 +245,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.errors import Phase24Error
+    from core.errors import Phase24Error, VerificationFailed
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -235,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return {"lock": cmd_lock, "unlock": cmd_unlock, "lock-status": cmd_lock_status}[args.command](args)
     except BadInput as exc:
         return _fail(str(exc))
+    except VerificationFailed as exc:
+        _fail(str(exc))
+        return exit_codes.VERIFY_FAILED
     except Phase24Error as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -9,10 +9,12 @@ from rich.console import Console
 from rich.text import Text
 
 from console import exit_codes
+from console.safe_stdout import SafeStdout
 from core.errors import JournalError
 from core.inert import inert
 from core.journal import verify_journal
 from core.jsonl import CorruptJsonl, read_jsonl
+from core.run_dir_lock import RunDirLock
 
 
 def cmd_verify(args: argparse.Namespace, console: Console | None = None) -> int:
@@ -22,7 +24,7 @@ def cmd_verify(args: argparse.Namespace, console: Console | None = None) -> int:
     an interrupted write leaves, the journal (not the JSONL files) is the audit record, and a
     resume repairs it. A missing run directory or journal raises JournalError (exit 2).
     """
-    out = console or Console(highlight=False, soft_wrap=True)
+    out = console or Console(file=SafeStdout(), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise JournalError(f"{run_dir}: no such run directory")
@@ -65,35 +67,52 @@ def cmd_resume(args: argparse.Namespace) -> int:
     never retried. Headless, they fail closed (listed here, exit 1); in the console they are
     shown to the operator.
     """
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise JournalError(f"{run_dir}: no such run directory")
+    # Held while this resume runs: a concurrent resume of the same run fails here (exit 2).
+    lock = RunDirLock.acquire(run_dir)
+    try:
+        return _resume_locked(args, run_dir)
+    finally:
+        lock.release()
+
+
+def _resume_locked(args: argparse.Namespace, run_dir: Path) -> int:
     import json
 
     from core.approval import PolicyGate
     from core.clock import SystemClock
     from core.harness import Phase24Harness
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise JournalError(f"{run_dir}: no such run directory")
     if getattr(args, "console", False):
         from console.app import ConsoleGate, make_app
 
-        gate = ConsoleGate()
-        harness = Phase24Harness.from_interrupted_run(run_dir, gate=gate, clock=SystemClock())
-        code = make_app(harness, gate).run()
+        console_gate = ConsoleGate()
+        harness = Phase24Harness.from_interrupted_run(run_dir, gate=console_gate, clock=SystemClock())
+        code = make_app(harness, console_gate).run()
         return code if code is not None else exit_codes.OK
 
     from console.report import print_summary
+    from console.storage_failure import report_storage_failure
 
     gate = PolicyGate(approve_all=getattr(args, "approve_all", False))
     harness = Phase24Harness.from_interrupted_run(run_dir, gate=gate, clock=SystemClock())
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(file=SafeStdout(), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
     if harness.prior is not None and harness.prior.torn_tails:
         for name, removed in sorted(harness.prior.torn_tails.items()):
             out.print(Text(f"repaired a torn last line in {inert(name)} ({removed} bytes removed)", style="yellow"))
-    summary = harness.execute_orchestration_pipeline()
-    conflicts = json.loads((run_dir / "tool_conflicts.json").read_text(encoding="utf-8"))
-    health = json.loads((run_dir / "system_health.json").read_text(encoding="utf-8"))
-    print_summary(out, summary, conflicts, health, run_dir)
+    try:
+        summary = harness.execute_orchestration_pipeline()
+    except (OSError, JournalError) as exc:
+        return report_storage_failure(harness, exc)
+    try:
+        conflicts = json.loads((run_dir / "tool_conflicts.json").read_text(encoding="utf-8"))
+        health = json.loads((run_dir / "system_health.json").read_text(encoding="utf-8"))
+        print_summary(out, summary, conflicts, health, run_dir)
+    except (OSError, ValueError):
+        if not summary.get("storage_error"):
+            raise
     unknown = summary.get("unknown_outcomes") or []
     for intent in unknown:
         out.print(
@@ -103,6 +122,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 style="bold red",
             )
         )
-    if unknown or summary["plans_failed"]:
+    if summary.get("storage_error"):
+        return report_storage_failure(harness, None)
+    if unknown:
         return exit_codes.PLAN_FAILED
-    return exit_codes.OK
+    return exit_codes.for_summary(summary)

@@ -17,19 +17,18 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from core.canonical import canonical_json
 from core.contracts import ExecutionMode, RiskLevel
 from core.loop_bridge import call_on_loop
 
 
 def canonical_action_hash(agent: str, tool: str, args: dict[str, Any], plan_id: str, mode: ExecutionMode) -> str:
-    """SHA-256 over a canonical JSON of what makes an action *this* action."""
-    payload = json.dumps(
-        {"agent": agent, "tool": tool, "args": args, "plan_id": plan_id, "mode": mode.value},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+    """SHA-256 over a canonical JSON of what makes an action *this* action.
+
+    Plans refuse arguments that would not round-trip (core.canonical), so the hash a resumed
+    run computes from `run.json` is the hash the interrupted run recorded.
+    """
+    payload = canonical_json({"agent": agent, "tool": tool, "args": args, "plan_id": plan_id, "mode": mode.value})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

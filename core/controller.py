@@ -129,6 +129,9 @@ class ExecutionContext:
     locked_out: bool = False
     held_by_system_lock: bool = False  # LOCKED by the system lock (stays at MOCK), not by a denial
     outcome_unknown: bool = False
+    #: The journal's status of this action's LIVE intent when a resumed run found one
+    #: (DONE: done before the restart, so it belongs on the rollback stack).
+    journal_status: str | None = None
 
     @property
     def action_id(self) -> str:
@@ -504,6 +507,7 @@ class ExecutionController:
 
         if not ctx.contract.read_only and self.ledger is not None:
             status = self.ledger.intent_status(ctx.intent_key())
+            ctx.journal_status = status
             if status == "DONE":
                 self.transition(
                     ctx, S.COMPLETED, "LIVE already done before a restart (journal intent DONE); not repeated"

@@ -38,3 +38,7 @@ class ConfigError(Phase24Error, ValueError):
 
 class JournalError(Phase24Error):
     """The durable journal could not be written or read; the system fails closed."""
+
+
+class VerificationFailed(JournalError):
+    """A run's journal, its tables or run.json fail verification: nothing is resumed from it."""

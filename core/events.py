@@ -47,6 +47,38 @@ class UnknownOutcomes(Event):
     intents: list[dict[str, Any]]
 
 
+class IntentRecorded(Event):
+    """The journal's durable record that a LIVE action with an external effect is about to run.
+
+    Chained like every event, in the same transaction as the `intents` row it creates, so
+    `verify` can prove the intents table is exactly what the chain says.
+    """
+
+    kind: Literal["intent_recorded"] = "intent_recorded"
+    action_hash: str
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    approval_id: str | None = None
+
+
+class IntentStatusChanged(Event):
+    """Intents settled (DONE, FAILED) or found without an outcome after a restart (UNKNOWN)."""
+
+    kind: Literal["intent_status"] = "intent_status"
+    action_hashes: list[str]
+    status: Literal["DONE", "FAILED", "UNKNOWN"]
+
+
+class RunStateChanged(Event):
+    """A durable piece of run state changed (the lock; the digest of run.json)."""
+
+    kind: Literal["run_state"] = "run_state"
+    key: str
+    value: str
+
+
 class PlanStarted(Event):
     kind: Literal["plan_started"] = "plan_started"
     plan_id: str
@@ -215,6 +247,9 @@ class RunFinished(Event):
 AnyEvent = Annotated[
     RunStarted
     | UnknownOutcomes
+    | IntentRecorded
+    | IntentStatusChanged
+    | RunStateChanged
     | PlanStarted
     | StateTransition
     | ToolExecuted
@@ -278,6 +313,11 @@ class EventBus:
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    @property
+    def dispatching(self) -> bool:
+        """True while an event is being delivered: one emitted now is delivered right after it."""
+        return self._dispatching
 
     def start_after(self, seq: int) -> None:
         """Continue numbering after `seq` (used when resuming a journalled run)."""

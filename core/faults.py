@@ -17,7 +17,15 @@ _NAME, _, _COUNT = _SPEC.partition(":")
 _TARGET = int(_COUNT) if _COUNT.isdigit() else 1
 _seen: Counter[str] = Counter()
 
-POINTS = ("before_intent", "after_intent", "after_effect", "after_outcome", "after_transition")
+POINTS = (
+    "before_intent",
+    "after_intent",
+    "after_effect",
+    "after_outcome",
+    "after_transition",
+    "after_compensation_intent",
+    "after_compensation",
+)
 
 
 def crash_point(name: str) -> None:

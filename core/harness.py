@@ -4,7 +4,9 @@ plan, learn, monitor, and write the output files. Everything is published on one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +20,7 @@ from core.clock import Clock, SystemClock, iso
 from core.conflicts import ConflictResolver
 from core.contracts import ExecutionMode, ToolContractRegistry, standard_registry
 from core.controller import ExecutionController
-from core.errors import ConfigError, Phase24Error
+from core.errors import ConfigError, JournalError, Phase24Error
 from core.events import (
     ApprovalDecided,
     Event,
@@ -41,7 +43,7 @@ from core.executor_config import EXECUTORS_RECORD, WORLD_DIR, ExecutorSetup, loa
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
-from core.journal import Journal
+from core.journal import RUN_RECORD_DIGEST, RUN_RECORD_FILE, Journal
 from core.lock_state import LockStateError, SystemLockState
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
@@ -49,6 +51,9 @@ from core.orchestrator import OrchestrationResult, ToolOrchestrator
 from core.outputs import OutputWriter, write_text_atomic
 from core.plans import Phase22Validation, ToolExecutionPlan
 from core.resume import PriorRun
+from core.run_status import RunStatus, RunStatusFile
+from core.storage_report import storage_failure_report
+from core.unsettled import UnsettledIntents
 
 SIMULATION_NOTE = (
     "Every tool in this run is bound to the simulated executor: MOCK, DRY_RUN and LIVE "
@@ -63,6 +68,9 @@ def mixed_note(backends: dict[str, list[str]]) -> str:
     return f"Real executors were bound ({real}); their LIVE steps had real effects. Every other tool was simulated."
 
 
+MAX_RETRY_DELAY_S = 3600.0
+
+
 class Phase24ExecutionConfig(BaseModel):
     """The report's configuration, plus what a real run needs (timeouts, seed)."""
 
@@ -72,13 +80,13 @@ class Phase24ExecutionConfig(BaseModel):
     dry_run_only: bool = False
     max_live_escalations: int | None = Field(default=None, ge=0)
     approval_required_for_high_risk: bool = True
-    confidence_threshold_for_live: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence_threshold_for_live: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     enable_rollback_on_failure: bool = True
-    approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    approval_timeout_s: float = Field(default=120.0, gt=0, le=86_400, allow_inf_nan=False)
     retry_delay_range_s: tuple[float, float] = (5.0, 15.0)
     seed: int = 24
     health_every: int = Field(default=25, ge=1)
-    health_min_interval_s: float = Field(default=0.2, ge=0)
+    health_min_interval_s: float = Field(default=0.2, ge=0, allow_inf_nan=False)
     durable_journal: bool = True
     # Where the system-wide lock lives (core/lock_state.py); None: $PHASE24_STATE_DIR or the
     # user's state directory.
@@ -96,12 +104,14 @@ class Phase24ExecutionConfig(BaseModel):
     @classmethod
     def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
-        if not 0 <= low <= high:
-            raise ValueError("retry_delay_range_s must be (low, high) with 0 <= low <= high")
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= MAX_RETRY_DELAY_S):
+            raise ValueError(
+                f"retry_delay_range_s must be finite (low, high) with 0 <= low <= high <= {MAX_RETRY_DELAY_S:g}"
+            )
         return value
 
 
-RUN_RECORD = "run.json"
+RUN_RECORD = RUN_RECORD_FILE
 
 
 def make_run_id(clock: Clock) -> str:
@@ -178,6 +188,8 @@ class Phase24Harness:
         self.storage_error: str | None = None
         self.prior = prior
         self.journal: Journal | None = None
+        self.intents: UnsettledIntents | None = None
+        self.status_file: RunStatusFile | None = None
         self.effects: SimulatedEffectLedger | None = None
         self.executor_setup: ExecutorSetup | None = None
         self.unknown_outcomes: list[dict[str, Any]] = []
@@ -403,6 +415,9 @@ class Phase24Harness:
     def _storage_failed(self, error: str) -> None:
         if self.storage_error is None:
             self.storage_error = error
+            if self.status_file is not None:
+                # The journal may be what failed: this in-place write keeps the lock for resume.
+                self.status_file.mark(RunStatus.STORAGE_FAILED, error)
 
     def _emit_health(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = self.monitor.snapshot()
@@ -431,6 +446,8 @@ class Phase24Harness:
             self.writer.open()
             self._open_durable_state()
         self._replay_before_start()
+        if self.journal is not None:
+            self._record_run_start(self.journal)
         system_lock = self.lock_state.read()
         self._lock_stamp = self.lock_state.stamp()
         if system_lock.locked and not self.controller.locked:
@@ -458,6 +475,13 @@ class Phase24Harness:
                     interrupted = True
                     break
                 await self._run_plan(index, plan)
+        except (OSError, JournalError) as exc:
+            # A write outside the subscribers failed (a plan result, the simulated world):
+            # fail closed like a subscriber failure, and let the caller report it.
+            if self.storage_error is None:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
+                self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+            raise
         finally:
             follower.cancel()
             health = self._emit_health()
@@ -471,20 +495,29 @@ class Phase24Harness:
                 interrupted=interrupted or self._stopping,
                 status=self.summary["status"],
             )
-            if self.writer is not None:
-                conflicts = self.conflict_resolver.summary()
-                if self.prior is not None:
-                    conflicts = self.prior.merge_conflicts(conflicts)
-                simulated = {"simulated": self.executors.all_simulated}
-                self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
-                self.writer.close()
-            self._close_durable_state()
-            self._finished = True
+            try:
+                if self.writer is not None:
+                    conflicts = self.conflict_resolver.summary()
+                    if self.prior is not None:
+                        conflicts = self.prior.merge_conflicts(conflicts)
+                    simulated = {"simulated": self.executors.all_simulated}
+                    self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
+                    self.writer.close()
+            except OSError as exc:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
+                self.summary = self._summary(start, interrupted or self._stopping)
+                raise
+            finally:
+                self._close_durable_state()
+                self._finished = True
         return self.summary
 
     def _open_durable_state(self) -> None:
         """Journal, persisted lock, the run record (for resume) and the simulated world."""
         out = self.config.output_dir
+        if self.prior is None and self.config.durable_journal:
+            # First of all, so that how this run ends is always provable (core.run_status).
+            self.status_file = RunStatusFile.create(out)
         self.effects = SimulatedEffectLedger(out / SIMULATED_EFFECTS)
         self.executors.effect_sink = self.effects
         if not self.config.durable_journal:
@@ -493,16 +526,36 @@ class Phase24Harness:
         self.journal = journal
         self._detach_journal = journal.attach(self.bus)
         self._journal_live = True
-        self.controller.ledger = journal
+        self.intents = UnsettledIntents(journal)
+        self.controller.ledger = self.intents
         locked = journal.get_state("locked")
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
+
+    def _record_run_start(self, journal: Journal) -> None:
+        """run.json and its digest (through the chain), or, resuming, the UNKNOWN intents.
+
+        After the events held before the start are journalled: these are chained events too.
+        """
+        out = self.config.output_dir
         if self.prior is None:
-            write_text_atomic(out / RUN_RECORD, self._run_record())
+            text = self._run_record()
+            write_text_atomic(out / RUN_RECORD, text)
+            journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256((text + "\n").encode("utf-8")).hexdigest())
             if self.executor_setup is not None:
                 write_text_atomic(out / EXECUTORS_RECORD, self.executor_setup.spec.to_json())
         else:
+            record = self.config.output_dir / RUN_RECORD
+            if journal.get_state(RUN_RECORD_DIGEST) is None:
+                # The first run was killed after writing run.json, before recording its
+                # digest (so before it started anything): cover the file from now on.
+                journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256(record.read_bytes()).hexdigest())
             self.unknown_outcomes = journal.mark_unknown_intents()
+            if self.controller.locked and not journal.get_state("locked"):
+                # Locked by how the last run ended (run_status): make that lock durable first.
+                journal.set_state("locked", self.controller.lock_reason)
+            # Only now: until that lock is durable, the old status must keep saying why.
+            self.status_file = RunStatusFile.create(self.config.output_dir)
 
     def _collect_unknown_outcomes(self) -> None:
         """Every UNKNOWN intent, also those of this run (a LIVE step that raised or hung)."""
@@ -515,7 +568,10 @@ class Phase24Harness:
 
     def _close_durable_state(self) -> None:
         if self.effects is not None:
-            self.effects.close()
+            try:
+                self.effects.close()
+            except OSError as exc:
+                self._storage_failed(f"{type(exc).__name__}: {exc}")
         if self.journal is not None:
             try:
                 self.journal.commit()
@@ -526,6 +582,10 @@ class Phase24Harness:
                 self.journal.close()
                 self.controller.ledger = None
                 self._journal_live = False
+        if self.status_file is not None:
+            if self.storage_error is None:
+                self.status_file.mark(RunStatus.FINISHED)
+            self.status_file.close()
 
     def _run_record(self) -> str:
         """run.json (what a resume needs), encoded by pydantic: the plans can be large."""
@@ -638,6 +698,11 @@ class Phase24Harness:
             "locked": self.controller.locked,
             "interrupted": interrupted,
             "storage_error": self.storage_error,
+            **(
+                storage_failure_report(results, self.intents.unsettled() if self.intents else [])
+                if self.storage_error
+                else {}
+            ),
             "resumed": self.prior is not None,
             "unknown_outcomes": self.unknown_outcomes,
             "simulated": self.executors.all_simulated,

@@ -18,14 +18,41 @@ from typing import Any, Final, NoReturn
 
 from core.clock import Clock, SystemClock
 from core.errors import JournalError
-from core.events import EVENT_ADAPTER, Event, EventBus, event_json
+from core.events import (
+    EVENT_ADAPTER,
+    Event,
+    EventBus,
+    IntentRecorded,
+    IntentStatusChanged,
+    RunStateChanged,
+    event_json,
+)
 
 JOURNAL_FILE: Final = "journal.sqlite3"
-FORMAT_VERSION: Final = "1"
+# 2: intents and run state are chained events too (IntentRecorded, IntentStatusChanged,
+# RunStateChanged), so verify proves the tables resume trusts.
+FORMAT_VERSION: Final = "2"
 GENESIS_HASH: Final = "0" * 64
 DEFAULT_BATCH_SIZE: Final = 512
 
 INTENT_STATUSES: Final = ("PENDING", "DONE", "FAILED", "UNKNOWN")
+
+#: The run state key under which the SHA-256 of run.json is recorded (through the chain).
+RUN_RECORD_DIGEST: Final = "run_record_sha256"
+RUN_RECORD_FILE: Final = "run.json"
+
+_LEDGER_KINDS: Final = frozenset({"intent_recorded", "intent_status", "run_state"})
+_INTENT_COLUMNS: Final = (
+    "action_hash",
+    "plan_id",
+    "action_id",
+    "agent",
+    "tool",
+    "approval_id",
+    "status",
+    "created",
+    "updated",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,6 +147,7 @@ class Journal:
         self._unsynced = False
         self._failure: str | None = None
         self._closed = False
+        self._bus: EventBus | None = None
 
     # ----------------------------------------------------------------- opening
 
@@ -188,7 +216,14 @@ class Journal:
         after the journal's last record. Returns the unsubscribe function."""
         bus.start_after(self._last_seq)
         bus.add_barrier(self.barrier)
-        return bus.subscribe(self.observe)
+        self._bus = bus
+        unsubscribe = bus.subscribe(self.observe)
+
+        def detach() -> None:
+            unsubscribe()
+            self._bus = None
+
+        return detach
 
     # --------------------------------------------------------------- properties
 
@@ -231,6 +266,10 @@ class Journal:
         self._pending.append((seq, kind, body[start : body.index('"', start)], event.run_id, body, prev, digest))
         self._last_seq = seq
         self._last_hash = digest
+        if kind in _LEDGER_KINDS:
+            # The table change commits, fsynced, in the same transaction as its chained record.
+            self._transaction(lambda conn: _apply_ledger(conn, event), durable=True)
+            return
         if len(self._pending) >= self.batch_size:
             # Group commit without fsync: a process crash loses nothing committed, a power
             # loss at most what came after the last barrier (MOCK/DRY_RUN bookkeeping only).
@@ -280,6 +319,7 @@ class Journal:
     ) -> None:
         """Durably record that an irreversible action is about to run (with every pending event).
 
+        The intent is a chained event (IntentRecorded) committed and fsynced with its row.
         Raises DuplicateIntent if any intent exists for `action_hash`: at most once, across restarts.
         """
         self._check_usable()
@@ -289,16 +329,16 @@ class Journal:
                 f"action {action_id!r} ({tool}) already has an intent with status {existing}: "
                 "a repeated irreversible action is blocked"
             )
-        now = self._clock.now().isoformat()
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO intents (action_hash, plan_id, action_id, agent, tool, approval_id, status,"
-                " created, updated) VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)",
-                (action_hash, plan_id, action_id, agent, tool, approval_id, now, now),
-            )
-
-        self._transaction(insert, durable=True)
+        self._publish(
+            IntentRecorded,
+            action_hash=action_hash,
+            plan_id=plan_id,
+            action_id=action_id,
+            agent=agent,
+            tool=tool,
+            approval_id=approval_id,
+        )
+        self._confirm(self.intent_status(action_hash) == "PENDING", f"the intent for {action_id!r}")
 
     def record_outcome(self, action_hash: str, success: bool) -> None:
         """Durably set a PENDING (or UNKNOWN, once the operator knows) intent to DONE or FAILED."""
@@ -309,15 +349,8 @@ class Journal:
         if status not in ("PENDING", "UNKNOWN"):
             raise JournalError(f"the intent for action hash {action_hash} is already {status}: an outcome is final")
         new_status = "DONE" if success else "FAILED"
-        now = self._clock.now().isoformat()
-
-        def update(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE intents SET status = ?, updated = ? WHERE action_hash = ?",
-                (new_status, now, action_hash),
-            )
-
-        self._transaction(update, durable=True)
+        self._publish(IntentStatusChanged, action_hashes=[action_hash], status=new_status)
+        self._confirm(self.intent_status(action_hash) == new_status, f"the outcome of intent {action_hash}")
 
     def record_unknown(self, action_hash: str) -> None:
         """Durably set a PENDING intent to UNKNOWN: the LIVE run may have had its effect but did
@@ -350,12 +383,10 @@ class Journal:
         restart), oldest first, for the operator to resolve.
         """
         self._check_usable()
-        now = self._clock.now().isoformat()
-
-        def mark(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE intents SET status = 'UNKNOWN', updated = ? WHERE status = 'PENDING'", (now,))
-
-        self._transaction(mark, durable=True)
+        pending = [row["action_hash"] for row in self.intents("PENDING")]
+        if pending:
+            self._publish(IntentStatusChanged, action_hashes=pending, status="UNKNOWN")
+            self._confirm(not self.intents("PENDING"), "the UNKNOWN intents")
         return self.intents("UNKNOWN")
 
     def intents(self, status: str | None = None) -> list[dict[str, Any]]:
@@ -372,20 +403,37 @@ class Journal:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def set_state(self, key: str, value: str) -> None:
-        """Durably set a piece of run state (e.g. "locked" -> reason, "" when unlocked)."""
+        """Durably set a piece of run state (e.g. "locked" -> reason, "" when unlocked).
+
+        A chained event (RunStateChanged) committed with the row. Published by a subscriber
+        while the bus delivers another event (a lock or unlock taken there), it is committed
+        right after that event, in the same synchronous call, so before anything can go LIVE;
+        if that commit fails, the journal fails closed and the system locks.
+        """
         self._check_usable()
-
-        def put(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
-        self._transaction(put, durable=True)
+        bus = self._bus
+        deferred = bus is not None and bus.dispatching
+        self._publish(RunStateChanged, key=key, value=value)
+        if not deferred:
+            self._confirm(self.get_state(key) == value, f"run state {key!r}")
 
     def get_state(self, key: str) -> str | None:
         row = self._read("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _publish(self, cls: type[Event], **fields: Any) -> None:
+        """Chain a ledger event: through the bus when attached (every subscriber sees it, in
+        sequence), else numbered here. `observe` applies its table change durably."""
+        if self._bus is not None:
+            self._bus.emit(cls, **fields)
+            return
+        event = cls(seq=self._last_seq + 1, ts=self._clock.now(), run_id=self.run_id, **fields)
+        self.observe(event)
+
+    def _confirm(self, applied: bool, what: str) -> None:
+        self._check_usable()
+        if not applied:
+            raise JournalError(f"{self.path}: {what} is not durably recorded yet")
 
     # ------------------------------------------------------------------ closing
 
@@ -468,6 +516,36 @@ class Journal:
         self._unsynced = not durable
 
 
+def _apply_ledger(conn: sqlite3.Connection, event: Event) -> None:
+    """The table change a ledger event stands for (the same code builds and verifies the tables)."""
+    stamp = event.ts.isoformat()
+    if isinstance(event, IntentRecorded):
+        conn.execute(
+            "INSERT INTO intents (action_hash, plan_id, action_id, agent, tool, approval_id, status,"
+            " created, updated) VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)",
+            (
+                event.action_hash,
+                event.plan_id,
+                event.action_id,
+                event.agent,
+                event.tool,
+                event.approval_id,
+                stamp,
+                stamp,
+            ),
+        )
+    elif isinstance(event, IntentStatusChanged):
+        conn.executemany(
+            "UPDATE intents SET status = ?, updated = ? WHERE action_hash = ?",
+            [(event.status, stamp, h) for h in event.action_hashes],
+        )
+    elif isinstance(event, RunStateChanged):
+        conn.execute(
+            "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (event.key, event.value),
+        )
+
+
 def _check_reopen(path: Path, meta: dict[str, str], last: tuple[int, str] | None, run_id: str) -> tuple[int, str]:
     if meta.get("format") != FORMAT_VERSION:
         raise JournalError(
@@ -515,14 +593,14 @@ def verify_journal(run_dir: Path) -> VerifyReport:
     """
     conn = _connect_existing(run_dir)
     try:
-        return _verify(conn)
+        return _verify(conn, Path(run_dir))
     except sqlite3.Error as exc:
         return VerifyReport(False, 0, None, f"the journal cannot be read: {exc}")
     finally:
         _close_quietly(conn)
 
 
-def _verify(conn: sqlite3.Connection) -> VerifyReport:
+def _verify(conn: sqlite3.Connection, run_dir: Path) -> VerifyReport:
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.Error as exc:
@@ -533,11 +611,16 @@ def _verify(conn: sqlite3.Connection) -> VerifyReport:
     count = 0
     prev_seq: int | None = None
     prev_hash = GENESIS_HASH
+    replay = _LedgerReplay()
     rows = conn.execute("SELECT seq, kind, ts, run_id, body, prev_hash, hash FROM records ORDER BY seq")
     for seq, kind, ts, row_run_id, body, row_prev, row_hash in rows:
         bad = _check_record(seq, kind, ts, row_run_id, body, row_prev, row_hash, prev_seq, prev_hash, run_id)
         if bad is not None:
             return VerifyReport(False, count, bad[0], bad[1])
+        if kind in _LEDGER_KINDS or kind == "run_started":
+            problem = replay.apply(kind, body)
+            if problem is not None:
+                return VerifyReport(False, count, seq, problem)
         count += 1
         prev_seq, prev_hash = seq, row_hash
     head_seq, head_hash = meta.get("head_seq"), meta.get("head_hash")
@@ -555,7 +638,96 @@ def _verify(conn: sqlite3.Connection) -> VerifyReport:
         return VerifyReport(
             False, count, last_seq, f"the last record is not the journal's recorded head (seq {head_seq})"
         )
+    problem = replay.compare(conn, run_dir)
+    if problem is not None:
+        return VerifyReport(False, count, None, problem)
     return VerifyReport(True, count, None, "")
+
+
+class _LedgerReplay:
+    """The intents, run state and run.json digest as the chain says they must be."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.state: dict[str, str] = {}
+        self.run_started = False
+
+    def apply(self, kind: str, body: str) -> str | None:
+        """Fold one chained record in; a problem if it contradicts the chain so far."""
+        if kind == "run_started":
+            self.run_started = True
+            return None
+        try:
+            event = EVENT_ADAPTER.validate_json(body)
+        except ValueError as exc:
+            return f"a {kind} record is not a valid event ({type(exc).__name__})"
+        stamp = event.ts.isoformat()
+        if isinstance(event, IntentRecorded):
+            if event.action_hash in self.intents:
+                return f"intent {event.action_hash} is recorded twice"
+            self.intents[event.action_hash] = {
+                "action_hash": event.action_hash,
+                "plan_id": event.plan_id,
+                "action_id": event.action_id,
+                "agent": event.agent,
+                "tool": event.tool,
+                "approval_id": event.approval_id,
+                "status": "PENDING",
+                "created": stamp,
+                "updated": stamp,
+            }
+        elif isinstance(event, IntentStatusChanged):
+            for action_hash in event.action_hashes:
+                intent = self.intents.get(action_hash)
+                if intent is None:
+                    return f"intent {action_hash} changes status before it is recorded"
+                intent["status"], intent["updated"] = event.status, stamp
+        elif isinstance(event, RunStateChanged):
+            self.state[event.key] = event.value
+        return None
+
+    def compare(self, conn: sqlite3.Connection, run_dir: Path) -> str | None:
+        """The first way the tables (or run.json) differ from the chain, or None."""
+        cursor = conn.execute(f"SELECT {', '.join(_INTENT_COLUMNS)} FROM intents")
+        table = {row[0]: dict(zip(_INTENT_COLUMNS, row, strict=True)) for row in cursor.fetchall()}
+        for action_hash, intent in self.intents.items():
+            row = table.get(action_hash)
+            if row is None:
+                return (
+                    f"the intents table lost the intent of action {intent['action_id']!r} ({intent['tool']}, "
+                    f"{intent['status']} in the chain): intents were deleted"
+                )
+            if row != intent:
+                changed = sorted(k for k in _INTENT_COLUMNS if row[k] != intent[k])
+                return (
+                    f"the intents table disagrees with the chain for action {intent['action_id']!r} "
+                    f"({', '.join(changed)} edited; the chain says {intent['status']})"
+                )
+        extra = sorted(set(table) - set(self.intents))
+        if extra:
+            return f"the intents table holds {len(extra)} intent(s) the chain never recorded (e.g. {extra[0]})"
+        state = dict(conn.execute("SELECT key, value FROM state").fetchall())
+        if state != self.state:
+            keys = sorted(k for k in set(state) | set(self.state) if state.get(k) != self.state.get(k))
+            return f"the run state table disagrees with the chain (key {', '.join(map(repr, keys))} edited or deleted)"
+        return self._check_run_record(run_dir)
+
+    def _check_run_record(self, run_dir: Path) -> str | None:
+        digest = self.state.get(RUN_RECORD_DIGEST)
+        path = run_dir / RUN_RECORD_FILE
+        if digest is None:
+            if self.run_started and path.exists():
+                return f"{RUN_RECORD_FILE} is not covered by the chain (no digest recorded before the run started)"
+            return None
+        try:
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return f"{RUN_RECORD_FILE} is missing; the chain recorded its digest"
+        except OSError as exc:
+            return f"{RUN_RECORD_FILE} cannot be read: {exc.strerror or exc}"
+        if actual != digest:
+            return f"{RUN_RECORD_FILE} was changed after the run recorded it (its SHA-256 does not match the chain)"
+        return None
 
 
 def _check_record(

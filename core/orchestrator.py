@@ -17,9 +17,10 @@ from core.bindings import ExecutionOutcome, ToolCall
 from core.conflicts import Conflict, ConflictResolver, Resolution, ResolutionPlan
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.controller import ExecutionContext, ExecutionController, ExecutionState
-from core.errors import ContractError
+from core.errors import ContractError, Phase24Error
 from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPerformed
 from core.executors import ExecutorRegistry
+from core.faults import crash_point
 from core.plans import PlannedAction, ToolExecutionPlan
 
 __all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "plan_status"]
@@ -186,6 +187,11 @@ class _PlanRun:
             await self._unwind(failed[0])
             for ctx in failed:
                 self.o.controller.transition(ctx, ExecutionState.ABORTED, f"aborted after failure: {ctx.failure}")
+        elif self.failed_at is not None and self.o.enable_rollback_on_failure:
+            # A resumed run found an action's LIVE intent FAILED or UNKNOWN (the crash came
+            # after the failure, before the rollback, or in the middle of the LIVE run): the
+            # plan cannot complete, so what it did before the crash is undone now.
+            await self._unwind(self.contexts[self.failed_at])
 
     async def _agent(self, agent: str, actions: list[PlannedAction]) -> None:
         history = self.o.agent_history.setdefault(agent, [])
@@ -261,11 +267,17 @@ class _PlanRun:
                 self.failed_at = action.id
             if not self.o.enable_rollback_on_failure:
                 controller.transition(ctx, ExecutionState.ABORTED, f"failed: {ctx.failure}")
+        elif ctx.state is ExecutionState.ABORTED and ctx.journal_status is not None:
+            # Its LIVE intent is FAILED or UNKNOWN from before a restart: never retried, and
+            # the plan has failed.
+            if self.failed_at is None:
+                self.failed_at = action.id
         elif (
             ctx.state is ExecutionState.COMPLETED
-            and ctx.highest_mode is ExecutionMode.LIVE
+            and (ctx.highest_mode is ExecutionMode.LIVE or ctx.journal_status == "DONE")
             and ctx.contract.compensable
         ):
+            # Done LIVE in this run, or before a restart (the journal says DONE): undoable.
             self.rollback_stack.append(ctx)
 
     def _cancel(self, ctx: ExecutionContext, reason: str) -> None:
@@ -287,12 +299,7 @@ class _PlanRun:
         undone: list[str] = []
         failed: list[str] = []
         for ctx in reversed(self.rollback_stack):
-            compensate = self.o.executors.for_tool(ctx.tool).compensate
-            if compensate is None:  # ExecutorRegistry.bind refuses this for a compensable tool
-                failed.append(ctx.action_id)
-                continue
-            outcome = await compensate(ToolCall(ctx.plan_id, ctx.action, ctx.agent))
-            (undone if outcome.success else failed).append(ctx.action_id)
+            (undone if await self._compensate(ctx) else failed).append(ctx.action_id)
         self.rollback_stack.clear()
         self.rollbacks_executed += len(undone)
         self.o.bus.emit(
@@ -304,6 +311,34 @@ class _PlanRun:
             total_rollbacks=len(undone),
         )
         self.undone = set(undone)
+
+    async def _compensate(self, ctx: ExecutionContext) -> bool:
+        """Undo one action, at most once across restarts: the compensation is journalled like
+        a LIVE effect (intent, then outcome). Done before a crash: counted, not repeated;
+        started but unrecorded (UNKNOWN): never retried, reported as not undone."""
+        compensate = self.o.executors.for_tool(ctx.tool).compensate
+        if compensate is None:  # ExecutorRegistry.bind refuses this for a compensable tool
+            return False
+        call = ToolCall(ctx.plan_id, ctx.action, ctx.agent)
+        ledger = self.o.controller.ledger
+        if ledger is None:
+            return (await compensate(call)).success
+        key = f"{ctx.intent_key()}:undo"
+        status = ledger.intent_status(key)
+        if status is not None:
+            return status == "DONE"
+        try:
+            ledger.record_intent(key, ctx.plan_id, f"{ctx.action_id}:undo", ctx.agent, f"{ctx.tool}:compensate", None)
+        except Phase24Error:
+            return False  # the journal failed (the system locks): nothing LIVE runs unrecorded
+        crash_point("after_compensation_intent")
+        outcome = await compensate(call)
+        crash_point("after_compensation")
+        try:
+            ledger.record_outcome(key, outcome.success)
+        except Phase24Error:
+            pass  # stays unsettled: reported as UNKNOWN by the storage-failure report
+        return outcome.success
 
     def result(self, conflicts_detected: int, conflicts_resolved: int) -> OrchestrationResult:
         undone = self.undone

@@ -9,17 +9,27 @@ which are expanded into actions. Every problem is reported with the file and fie
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.canonical import MAX_DEPTH, NotCanonical, check_json_value, loads_strict
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.errors import PlanError
 
 MAX_PLAN_BYTES = 64 * 1024 * 1024
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+
+#: A confidence is a JSON number in [0, 1]: not a boolean, not text, not NaN.
+Confidence = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
+
+#: How deep a whole plan file may nest: the plan's own structure plus MAX_DEPTH of arguments.
+MAX_DOCUMENT_DEPTH = MAX_DEPTH + 8
 
 
 class SimulationScript(BaseModel):
@@ -27,12 +37,12 @@ class SimulationScript(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000, strict=True, allow_inf_nan=False)
     fail_in: tuple[ExecutionMode, ...] = ()
     timeout_in: tuple[ExecutionMode, ...] = ()
-    timeout_attempts: int = Field(default=1, ge=1, le=10)
-    fail_on_call: int | None = Field(default=None, ge=1)
-    compensation_fails: bool = False
+    timeout_attempts: int = Field(default=1, ge=1, le=10, strict=True)
+    fail_on_call: int | None = Field(default=None, ge=1, strict=True)
+    compensation_fails: bool = Field(default=False, strict=True)
 
 
 class PlannedAction(BaseModel):
@@ -44,10 +54,31 @@ class PlannedAction(BaseModel):
     agent: str = Field(min_length=1, max_length=128)
     tool: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: Confidence
     depends_on: tuple[str, ...] = ()
     resource: str | None = Field(default=None, max_length=512)
     simulate: SimulationScript = SimulationScript()
+
+    @field_validator("args")
+    @classmethod
+    def _args_round_trip(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # The action hash is computed over these arguments and recomputed from run.json on
+        # resume: refuse anything that would not come back from canonical JSON unchanged.
+        try:
+            check_json_value(args)
+        except NotCanonical as exc:
+            raise ValueError(f"@{exc.shown_path or '(args)'}: {exc.problem}") from None
+        return args
+
+    @field_validator("agent", "tool", "resource")
+    @classmethod
+    def _valid_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_json_value(value)
+            except NotCanonical as exc:
+                raise ValueError(exc.problem) from None
+        return value
 
 
 class AgentSpec(BaseModel):
@@ -73,7 +104,12 @@ class ToolExecutionPlan(BaseModel):
     actions: tuple[PlannedAction, ...] = ()
     agent_assignments: dict[str, list[str]] = Field(default_factory=dict)
     execution_order: list[str] = Field(default_factory=list)
-    confidence_scores: dict[str, float] = Field(default_factory=dict)
+    confidence_scores: dict[str, Confidence] = Field(default_factory=dict)
+
+    @field_validator("description", "phase21_plan_id", "phase22_validation_id")
+    @classmethod
+    def _valid_plan_text(cls, value: str | None) -> str | None:
+        return PlannedAction._valid_text(value)
 
     @field_validator("confidence_scores")
     @classmethod
@@ -203,8 +239,8 @@ class Phase22Validation(BaseModel):
 
     validation_id: str = Field(pattern=_ID)
     plan_id: str = Field(min_length=1, max_length=128)
-    valid: bool = True
-    predicted_success: float | None = Field(default=None, ge=0.0, le=1.0)
+    valid: bool = Field(default=True, strict=True)
+    predicted_success: Confidence | None = None
     issues: tuple[str, ...] = ()
 
 
@@ -245,32 +281,77 @@ def _errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[st
     return problems
 
 
-def _read_json(path: Path) -> Any:
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file, at most MAX_PLAN_BYTES of them; anything else is refused.
+
+    Opened without blocking (a named pipe would otherwise wait for a writer forever), then
+    checked on the open descriptor: devices (/dev/zero, /dev/urandom), pipes, sockets and
+    directories are not plan files. The read is bounded even if the file grows meanwhile.
+    """
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise PlanError(str(path), ["file not found"]) from None
+    except IsADirectoryError:
+        raise PlanError(str(path), ["is a directory, expected a JSON file"]) from None
     except OSError as exc:
         raise PlanError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
-    if path.is_dir():
-        raise PlanError(str(path), ["is a directory, expected a JSON file"])
-    if size > MAX_PLAN_BYTES:
-        raise PlanError(str(path), [f"file is {size} bytes, larger than {MAX_PLAN_BYTES}"])
     try:
-        raw = path.read_bytes()
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise PlanError(str(path), ["is a directory, expected a JSON file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise PlanError(str(path), ["is not a regular file (a device, pipe or socket); expected a JSON file"])
+        if info.st_size > MAX_PLAN_BYTES:
+            raise PlanError(str(path), [f"file is {info.st_size} bytes, larger than {MAX_PLAN_BYTES}"])
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_PLAN_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_PLAN_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_PLAN_BYTES:
+            raise PlanError(str(path), [f"file is larger than {MAX_PLAN_BYTES} bytes"])
+        return b"".join(chunks)
+    except OSError as exc:
+        raise PlanError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+
+
+def _read_json(path: Path) -> Any:
+    raw = _read_bounded(path)
+    try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
-    except OSError as exc:
-        raise PlanError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
     try:
-        return json.loads(text)
+        data = loads_strict(text)
     except json.JSONDecodeError as exc:
         raise PlanError(str(path), [f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+    except NotCanonical as exc:
+        raise PlanError(str(path), [f"not usable JSON: {exc.problem}"]) from None
     except RecursionError:
         raise PlanError(str(path), ["JSON nested too deeply"]) from None
     except ValueError as exc:  # e.g. an integer literal longer than Python allows
         raise PlanError(str(path), [f"not usable JSON: {exc}"]) from None
+    if _SURROGATE_ESCAPE.search(text):
+        # Only an escape can put a lone surrogate into decoded text; the walk is for that rare case.
+        _check_document(data, str(path))
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_document(data: Any, source: str) -> None:
+    """Every value of a decoded document must round-trip through canonical JSON (core.canonical)."""
+    try:
+        check_json_value(data, max_depth=MAX_DOCUMENT_DEPTH)
+    except NotCanonical as exc:
+        raise PlanError(source, [f"field {exc.shown_path or '(plan)'}: {exc.problem}"]) from None
 
 
 def parse_plans(data: Any, source: str, registry: ToolContractRegistry | None = None) -> list[ToolExecutionPlan]:
@@ -282,6 +363,8 @@ def parse_plans(data: Any, source: str, registry: ToolContractRegistry | None = 
         data = {"plans": [data]}
     elif not isinstance(data, dict):
         raise PlanError(source, [f"top level must be an object or a list, got {type(data).__name__}"])
+    if isinstance(data.get("plans"), list) and not data["plans"]:
+        raise PlanError(source, ["field plans: the file holds no plans (an empty list is not a plan)"])
     try:
         plans = _PlanFile.model_validate(data).plans
     except ValidationError as exc:

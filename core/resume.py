@@ -7,7 +7,6 @@ journal's intents first (DONE is not repeated, PENDING/UNKNOWN is never retried)
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,13 +15,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.errors import JournalError
+from core.canonical import loads_strict
+from core.errors import JournalError, VerificationFailed
 from core.events import ConflictDetected, ConflictResolved, PlanFinished
 from core.journal import JOURNAL_FILE, read_events, verify_journal
 from core.jsonl import read_jsonl, repair_torn_tail
 from core.orchestrator import OrchestrationResult
 from core.outputs import JSONL_FILES, TOOL_EXECUTION_LOG
 from core.plans import ToolExecutionPlan
+from core.run_status import read_last_run
 
 
 @dataclass
@@ -58,6 +59,19 @@ class ResumeInput:
     locked: str = ""
 
 
+def parse_run_record(
+    text: str,
+) -> tuple[str, dict[str, Any], list[dict[str, Any]], list[ToolExecutionPlan]]:
+    """(run id, config, validations, plans) from the text of run.json, as a resume reads it.
+
+    Strict JSON (no NaN or Infinity) and the same validation as a plan file, so an action
+    reloaded here hashes exactly as it did when the run recorded its intents.
+    """
+    record = loads_strict(text)
+    plans = [ToolExecutionPlan.model_validate(p) for p in record["plans"]]
+    return str(record["run_id"]), dict(record["config"]), list(record["validations"]), plans
+
+
 def load_run(run_dir: Path) -> ResumeInput:
     """Verify the journal, repair torn JSONL tails, and work out what is left to do."""
     from core.harness import RUN_RECORD
@@ -65,12 +79,12 @@ def load_run(run_dir: Path) -> ResumeInput:
     report = verify_journal(run_dir)
     if not report.ok:
         where = f" at record {report.first_bad_seq}" if report.first_bad_seq is not None else ""
-        raise JournalError(f"{run_dir}: the journal fails verification{where}: {report.problem}; not resuming")
+        raise VerificationFailed(
+            f"{run_dir}: the journal fails verification{where}: {report.problem}; not resuming (nothing was run)"
+        )
     record_path = run_dir / RUN_RECORD
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        plans = [ToolExecutionPlan.model_validate(p) for p in record["plans"]]
-        run_id, config, validations = record["run_id"], record["config"], record["validations"]
+        run_id, config, validations, plans = parse_run_record(record_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise JournalError(f"{record_path}: missing; this directory does not hold a resumable run") from None
     except (OSError, ValueError, KeyError, TypeError, ValidationError) as exc:
@@ -130,7 +144,10 @@ def load_run(run_dir: Path) -> ResumeInput:
                 seen.add(plan_id)
                 prior.results.append(OrchestrationResult.model_validate(line["result"]))
     remaining = [p for p in plans if p.plan_id not in finished]
-    return ResumeInput(run_id, config, validations, remaining, prior, _persisted_lock(run_dir))
+    # The journal's lock, else the lock a storage failure could only leave in run_status
+    # (or the lock an unprovable ending calls for): never start unlocked on a guess.
+    locked = _persisted_lock(run_dir) or read_last_run(run_dir).lock_reason
+    return ResumeInput(run_id, config, validations, remaining, prior, locked)
 
 
 def _persisted_lock(run_dir: Path) -> str:

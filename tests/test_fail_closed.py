@@ -150,11 +150,12 @@ def install_broken_disk(monkeypatch: pytest.MonkeyPatch, fail_at: int, on_fail: 
 @pytest.mark.parametrize(
     ("fail_at", "where"),
     [
-        # A grant has no commit of its own: the intent's commit carries the decision.
-        (1, "recording the first intent"),
-        (2, "recording the first outcome"),
-        (3, "recording the second intent"),
-        (4, "recording the second outcome"),
+        # Commit 1 records run.json's digest. A grant has no commit of its own: the
+        # intent's commit carries the decision.
+        (2, "recording the first intent"),
+        (3, "recording the first outcome"),
+        (4, "recording the second intent"),
+        (5, "recording the second outcome"),
     ],
 )
 def test_journal_disk_full_locks_and_nothing_goes_live_after(
@@ -188,7 +189,7 @@ def test_journal_disk_full_locks_and_nothing_goes_live_after(
     for action in harness.plans[0].actions:
         if action.id not in went_live:
             assert states[action.id] == "LOCKED", (action.id, states[action.id])
-    assert len(went_live) == {1: 0, 2: 1, 3: 1, 4: 2}[fail_at]
+    assert len(went_live) == {2: 0, 3: 1, 4: 1, 5: 2}[fail_at]
     # (2) exactly one failing call, and nothing but the failed transaction's ROLLBACK touched sqlite after it
     [disk] = disks
     assert disk.failing_calls == 1

@@ -223,7 +223,9 @@ def test_record_intent_is_durable_before_it_returns(tmp_path: Path) -> None:
     assert rows(tmp_path, "SELECT action_hash, plan_id, action_id, agent, tool, approval_id, status FROM intents") == [
         ("h1", "plan_1", "a1", "agent_a", "payment_send", "req-1", "PENDING")
     ]
-    assert rows(tmp_path) == [(1,), (2,), (3,), (4,)]
+    # The intent is itself a chained record, committed in the same transaction.
+    assert rows(tmp_path) == [(1,), (2,), (3,), (4,), (5,)]
+    assert rows(tmp_path, "SELECT kind FROM records WHERE seq = 5") == [("intent_recorded",)]
     assert journal.intent_status("h1") == "PENDING"
     assert journal.is_blocked("h1")
     assert not journal.is_blocked("h2")

@@ -18,6 +18,7 @@ from core.events import (
     ConflictDetected,
     ConflictResolved,
     EventBus,
+    RunStarted,
     StateTransition,
     ToolExecuted,
 )
@@ -161,7 +162,7 @@ def test_orchestration_dry_run_safety(make_harness):
     # the simulated external world saw no effect at all
     assert (h.config.output_dir / "simulated_effects.jsonl").read_text(encoding="utf-8") == ""
     # the run says it was capped
-    assert log[0].mode_ceiling is DRY_RUN
+    assert log.of(RunStarted)[0].mode_ceiling is DRY_RUN
     # rollback.json's LIVE failure never happens in a dry run: nothing to roll back
     assert summary["total_rollbacks"] == 0
     lines = read_jsonl(h.config.output_dir / "tool_execution_log.jsonl")
