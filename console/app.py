@@ -135,6 +135,7 @@ class OperatorConsole(App[int]):
             None,
             seconds_left=gate.seconds_left,
             waiting=lambda: len(gate.pending),
+            is_pending=gate.is_pending,
             on_shown=gate.mark_shown,
             arm_delay=arm_delay,
         )
@@ -250,6 +251,8 @@ class OperatorConsole(App[int]):
         if self.core_error is not None:
             return exit_codes.PLAN_FAILED
         summary = self.harness.summary
+        if self.harness.storage_error or (summary and summary.get("storage_error")):
+            return exit_codes.STORAGE_FAILED
         if not summary:  # the run never finished (quit before it started)
             return exit_codes.INTERRUPTED if self._quit_requested else exit_codes.OK
         return exit_codes.for_summary(summary)
@@ -440,4 +443,8 @@ def run_console(args: argparse.Namespace) -> int:
             f" {summary['plans_total']} run{', interrupted by the operator' if summary['interrupted'] else ''}"
             f"{', system LOCKED' if summary['locked'] else ''}). Outputs in {out}"
         )
+    if harness.storage_error or (summary and summary.get("storage_error")):
+        from console.storage_failure import report_storage_failure
+
+        return report_storage_failure(harness, None)  # exit 4, the same report as `phase24 run`
     return code if code is not None else exit_codes.OK

@@ -127,6 +127,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         *,
         seconds_left: Callable[[ApprovalRequest], float | None],
         waiting: Callable[[], int] = lambda: 1,
+        is_pending: Callable[[str], bool] = lambda request_id: True,
         on_shown: Callable[[str], None] = lambda request_id: None,
         arm_delay: float = DEFAULT_ARM_DELAY_S,
         monotonic: Callable[[], float] = time.monotonic,
@@ -134,6 +135,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         super().__init__(classes="approval-modal")
         self.seconds_left_for = seconds_left
         self.waiting = waiting
+        self.is_pending = is_pending
         self.on_shown = on_shown
         self.arm_delay = arm_delay
         self.monotonic = monotonic
@@ -318,6 +320,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     def _tick(self) -> None:
         if self.request is None or self.settled:
+            return
+        if not self.is_pending(self.request.request_id):
+            # Settled in the core (lock, quit, timeout) before this prompt went up, so the
+            # settling event was drawn before it: never leave a prompt for nothing on screen.
+            self.settle_elsewhere(self.request.request_id)
             return
         waiting = max(1, self.waiting())
         head = Text(" HIGH-RISK LIVE ESCALATION: APPROVAL NEEDED ", style="bold reverse red")

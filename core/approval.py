@@ -269,6 +269,9 @@ class QueueGate:
     def pending(self) -> list[ApprovalRequest]:
         return [request for request, _ in list(self._waiting.values())]
 
+    def is_pending(self, request_id: str) -> bool:
+        return request_id in self._waiting
+
     def mark_shown(self, request_id: str) -> None:
         """A person can now see `request_id`: its countdown starts (once)."""
         if request_id in self._waiting:

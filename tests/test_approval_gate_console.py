@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual import events as textual_events
 from textual.widgets import Input, Static
 
@@ -415,3 +416,35 @@ async def test_edit_then_approve_runs_the_edited_arguments_and_records_both_hash
     assert result["final_state"] == "COMPLETED" and result["mode"] == "LIVE"
     effects = [json.loads(x) for x in (tmp_path / "simulated_effects.jsonl").read_text().splitlines()]
     assert [e["args"] for e in effects if e["action_id"] == "write"] == [{"id": 2}]
+
+
+async def test_a_prompt_for_a_request_settled_before_it_appeared_closes_itself(tmp_path: Path) -> None:
+    """The lock (or quit) can settle a queued request in the core just as its prompt goes up,
+    after the settling event was drawn: the prompt notices and closes, never a ghost prompt."""
+    from tests.test_approval_outcomes import request as settled_request
+
+    request = settled_request(timeout_s=120)
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path, autostart=False)
+    async with running(app, harness) as pilot:
+        modal = app.approval_prompt
+        await wait_until(pilot, lambda: modal.is_mounted, "the prompt composed off screen")
+        modal.show_request(request)  # not pending in the gate: already settled
+        app.push_screen(modal)
+        await wait_until(pilot, lambda: app.screen is not modal and modal.settled, "the prompt to close itself")
+        await pilot.press("q")
+        await wait_exit(pilot, app)
+
+
+async def test_a_storage_failure_in_the_console_exits_4_never_as_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_fail_closed import install_broken_disk
+
+    install_broken_disk(monkeypatch, 3, lambda: None)  # the journal's third commit fails
+    app, harness, _ = console_app([slow_plan(20, latency_ms=0)], tmp_path)
+    async with running(app, harness) as pilot:
+        await wait_until(pilot, lambda: core_done(app), "the run to finish")
+        await pilot.press("q")
+        await wait_exit(pilot, app)
+    assert harness.storage_error is not None and harness.controller.locked
+    assert app.return_value == exit_codes.STORAGE_FAILED
