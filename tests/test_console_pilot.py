@@ -773,6 +773,7 @@ async def test_a_key_pressed_before_the_prompt_is_drawn_never_answers_it(tmp_pat
         prompt = app.approval_prompt
         assert prompt.is_mounted  # composed off screen at start-up, before any request
         request = approval_request("R1", harness.clock.now())
+        prompt.is_pending = lambda request_id: True  # no core here: the request stands as pending
         prompt.show_request(request)
         results: list[object] = []
         app.push_screen(prompt, results.append)
@@ -781,6 +782,7 @@ async def test_a_key_pressed_before_the_prompt_is_drawn_never_answers_it(tmp_pat
         assert not prompt.settled and results == []
         assert not prompt.query_one("#deny-reason", Input).display
         await wait_until(pilot, lambda: prompt.shown_id == "R1", "the prompt to be drawn")
+        await wait_until(pilot, lambda: prompt.armed, "the prompt to arm")
         await pilot.press("y")
         await wait_until(pilot, lambda: results, "the approval")
     (decision,) = results
@@ -795,12 +797,14 @@ async def test_the_prompt_is_reused_and_shows_only_the_current_request(tmp_path:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         prompt = app.approval_prompt
+        prompt.is_pending = lambda request_id: True  # no core here: the requests stand as pending
         answers: list[object] = []
         long_args = {f"field_{i:02d}": f"value {i}" for i in range(40)}
         for request_id, args in (("R1", long_args), ("R2", {"to": "ada@example.com"})):
             prompt.show_request(approval_request(request_id, harness.clock.now(), args))
             app.push_screen(prompt, answers.append)
             await wait_until(pilot, lambda: prompt.shown_id == request_id, "the prompt")  # noqa: B023
+            await wait_until(pilot, lambda: prompt.armed, "the prompt to arm")
             details = str(prompt.query_one("#approval-details", Static).render())
             text = str(prompt.query_one("#approval-args-text", Static).render())
             reason = prompt.query_one("#deny-reason", Input)
