@@ -121,6 +121,7 @@ def prompt_for(request: ApprovalRequest, armed: bool = True) -> Callable[[Pilot[
     async def push(pilot: Pilot[Any]) -> None:
         modal = pilot.app.approval_prompt  # type: ignore[attr-defined]
         assert isinstance(modal, ApprovalModal)
+        modal.is_pending = lambda request_id: True  # fed events, no core: the request stands as pending
         modal.show_request(request)
         await pilot.app.push_screen(modal)
         await pilot.pause()
