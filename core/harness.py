@@ -339,11 +339,7 @@ class Phase24Harness:
 
         interrupted = False
         try:
-            for index, plan in enumerate(self.plans):
-                if self._stopping:
-                    interrupted = True
-                    break
-                await self._run_plan(index, plan)
+            interrupted = await self._run_plans()
         finally:
             health = self._emit_health()
             self.bus.emit(
@@ -363,6 +359,15 @@ class Phase24Harness:
                 self.writer.close()
             self._close_durable_state()
         return self.summary
+
+    async def _run_plans(self) -> bool:
+        """Run the loaded plans in order (a gate service consumes a stream instead).
+        Returns True when the operator stopped the run before every plan had run."""
+        for index, plan in enumerate(self.plans):
+            if self._stopping:
+                return True
+            await self._run_plan(index, plan)
+        return False
 
     def _open_durable_state(self) -> None:
         """Journal, persisted lock, the run record (for resume) and the simulated world."""

@@ -342,6 +342,19 @@ class Journal:
         self._transaction(mark, durable=True)
         return self.intents("UNKNOWN")
 
+    def mark_intent_unknown(self, action_hash: str) -> None:
+        """Durably set one PENDING intent to UNKNOWN (a grant whose outcome never came back)."""
+        self._check_usable()
+        status = self.intent_status(action_hash)
+        if status != "PENDING":
+            raise JournalError(f"the intent for action hash {action_hash} is {status}, not PENDING")
+        now = self._clock.now().isoformat()
+
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE intents SET status = 'UNKNOWN', updated = ? WHERE action_hash = ?", (now, action_hash))
+
+        self._transaction(mark, durable=True)
+
     def intents(self, status: str | None = None) -> list[dict[str, Any]]:
         """Intents as dicts (all, or those with `status`), oldest first."""
         if status is not None and status not in INTENT_STATUSES:
@@ -580,11 +593,12 @@ def _check_record(
     return None
 
 
-def read_events(run_dir: Path) -> Iterator[Event]:
-    """The committed events of the journal in `run_dir`, in sequence order (validated, not verified)."""
+def read_events(run_dir: Path, after: int = 0) -> Iterator[Event]:
+    """The committed events of the journal in `run_dir` after seq `after`, in sequence order
+    (validated, not verified)."""
     conn = _connect_existing(run_dir)
     try:
-        for (body,) in conn.execute("SELECT body FROM records ORDER BY seq"):
+        for (body,) in conn.execute("SELECT body FROM records WHERE seq > ? ORDER BY seq", (after,)):
             yield EVENT_ADAPTER.validate_json(body)
     except sqlite3.Error as exc:
         raise JournalError(f"{_journal_path(run_dir)}: cannot read the journal: {exc}") from exc
