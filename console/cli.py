@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
     )
+    from service.cli import add_service_commands
+
+    add_service_commands(sub)
     return parser
 
 
@@ -189,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.journal_cli import cmd_resume
 
             return cmd_resume(args)
+        if args.command in ("serve", "token"):
+            from service.cli import run_service_command
+
+            return run_service_command(args)
     except BadInput as exc:
         return _fail(str(exc))
     except Phase24Error as exc:
