@@ -277,6 +277,12 @@ class GateService(Phase24Harness):
                 await asyncio.wait_for(record.decided.wait(), timeout_s)
             except TimeoutError:
                 pass
+        if record.status.grant_id is not None and record.grant_status is None:
+            # The grant is handed out only once its GrantIssued event is durable too.
+            try:
+                await self.bus.barrier()
+            except Phase24Error as exc:
+                raise GateRequestRefused("unavailable", f"the grant could not be journaled: {exc}") from None
         return record.status.model_copy()
 
     async def wait_finished(self, proposal_id: str, timeout_s: float) -> ProposalStatus:
