@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,5 +51,15 @@ def run_service_command(args: argparse.Namespace) -> int:
         live_floor=args.live_floor,
         **({"lease_s": args.lease} if args.lease is not None else {}),
     )
-    asyncio.run(serve(options))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve(options))
     return 0
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (faster sockets), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -111,7 +111,9 @@ async def serve(options: ServeOptions, announce: TextIO = sys.stdout) -> dict[st
     )
     service = GateService(config, clock=clock, run_id=run_id, lease_s=options.lease_s)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+    # so, and with Nagle on, a keep-alive response in two writes waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((options.host, options.port))
@@ -144,6 +146,9 @@ async def serve(options: ServeOptions, announce: TextIO = sys.stdout) -> dict[st
         service.request_stop("service stopped")
         summary = await pipeline
         sock.close()
-    announce.write(f"phase24 serve: stopped; {service.counts['proposals']} proposals; journal {out / JOURNAL_FILE}\n")
+    announce.write(
+        f"phase24 serve: stopped; {service.counts['proposals']} proposals; journal {out / JOURNAL_FILE}; "
+        f"group commit: commits={service.group.commits} waiters={service.group.waiters}\n"
+    )
     announce.flush()
     return summary
