@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Log, Tab, Tabs
+from textual.widgets import Log, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
@@ -131,6 +131,9 @@ class OperatorConsole(App[int]):
     # -- layout -----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        badge = getattr(self.harness, "badge", "")  # an attached console (console/remote.py)
+        if badge:
+            yield Static(badge, id="attach-badge", markup=False)
         yield LockBanner(id="lock-banner")
         yield StatusBar(id="status-bar")
         yield Tabs(*(Tab(f"{i + 1} {title}", id=f"tab-{key}") for i, (key, title) in enumerate(PANES)), id="pane-tabs")
@@ -291,6 +294,8 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("lock", "unlock", "pause") and getattr(self.harness, "read_only", False):
+            return None  # a read-only attached console: command keys hidden (the service refuses them too)
         if action == "lock":
             return None if self.harness.controller.locked else True
         if action == "unlock":

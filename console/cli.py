@@ -29,10 +29,10 @@ def _delay_range(text: str) -> tuple[float, float]:
     return value
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, plans_required: bool = True) -> None:
     parser.add_argument(
         "plans",
-        nargs="+",
+        nargs="+" if plans_required else "*",
         type=Path,
         metavar="PLAN_OR_DIR",
         help="plan files, or directories of *.json plans",
@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="grant every approval (demos only; the default denies)",
     )
     watch = sub.add_parser("console", help="run plans in the live operator console")
-    _add_run_options(watch)
+    _add_run_options(watch, plans_required=False)
+    watch.add_argument("--attach", metavar="URL", help="attach to a running `phase24 serve` instead of running plans")
+    watch.add_argument("--token", help="the token for --attach (default: $PHASE24_TOKEN)")
+    watch.add_argument("--read-only", action="store_true", help="with --attach: watch only ([RO], no command keys)")
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
@@ -169,6 +172,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    if args.attach:
+        from console.remote import run_attached
+
+        return run_attached(args)
+    if not args.plans:
+        raise BadInput("console: give PLAN_OR_DIR, or --attach URL to attach to a running `phase24 serve`")
     from console.app import run_console
 
     return run_console(args)
