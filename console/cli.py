@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--attach", metavar="URL", help="attach to a running `phase24 serve` instead of running plans")
     watch.add_argument("--token", help="the token for --attach (default: $PHASE24_TOKEN)")
     watch.add_argument("--read-only", action="store_true", help="with --attach: watch only ([RO], no command keys)")
+    watch.add_argument(
+        "--port", type=int, default=8724, help="without a plan: the port the embedded service listens on (loopback)"
+    )
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
@@ -177,7 +180,9 @@ def cmd_console(args: argparse.Namespace) -> int:
 
         return run_attached(args)
     if not args.plans:
-        raise BadInput("console: give PLAN_OR_DIR, or --attach URL to attach to a running `phase24 serve`")
+        from console.embedded import run_embedded
+
+        return run_embedded(args)
     from console.app import run_console
 
     return run_console(args)

@@ -83,8 +83,9 @@ class GateService(Phase24Harness):
         run_id: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         commit_delay_s: float = 0.0,
+        gate: QueueGate | None = None,
     ) -> None:
-        self.approvals = QueueGate()
+        self.approvals = gate if gate is not None else QueueGate()
         super().__init__(config, gate=self.approvals, clock=clock, registry=registry, run_id=run_id)
         self.stream_resolver = StreamConflictResolver(
             self.registry, rng=self.rng, delay_range_s=self.config.retry_delay_range_s
@@ -130,7 +131,7 @@ class GateService(Phase24Harness):
         await self._stop_requested.wait()
         self.accepting = False
         reason = self._stop_reason
-        self.stop(reason)  # the harness's stop: nothing new starts, pending approvals are denied
+        Phase24Harness.stop(self, reason)  # nothing new starts, pending approvals are denied
         while self._tasks:
             self.approvals.cancel_pending(reason)
             self.grants.expire_all(f"{reason} before the outcome was reported")

@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from console.app import ConsoleGate, make_app
 from console.modals import ApprovalModal
 from console.remote import attached_app
+from service.embedded import EmbeddedService
+from service.server import ServeOptions
+from service.tokens import TOKENS_FILE
+from service.tokens import add_token as add_token_to
 from tests.service_fixtures import add_token, phase24, running_service
 
 
@@ -22,6 +28,10 @@ async def wait_until(pilot: Any, check: Callable[[], bool], what: str, timeout: 
             return
         await pilot.pause(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def add_token_file(out: Path, role: str, name: str) -> str:
+    return add_token_to(out / TOKENS_FILE, role, name)
 
 
 def propose(url: str, token: str, agent: str, tool: str) -> str:
@@ -80,12 +90,35 @@ async def test_an_attached_operator_console_approves_and_a_read_only_one_only_wa
     assert phase24("verify", str(out)).returncode == 0
 
 
-def test_console_needs_a_plan_or_attach_and_a_refused_token_is_one_line(tmp_path: Path) -> None:
-    bare = phase24("console")
-    assert bare.returncode == 2 and "--attach URL" in bare.stderr
+def test_a_refused_attach_token_is_one_line(tmp_path: Path) -> None:
     out = tmp_path / "gate"
     with running_service(out) as service:
         refused = phase24("console", "--attach", service.url, "--token", "p24_wrong")
         service.stop()
     assert refused.returncode == 2
     assert "refused the console (401)" in refused.stderr and "Traceback" not in refused.stderr
+
+
+async def test_console_without_a_plan_serves_agents_and_its_keys_answer_them(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    agent = add_token_file(out, "agent", "data_agent")
+    gate = ConsoleGate()
+    service = EmbeddedService(ServeOptions(port=0, out=out), gate)
+    app = make_app(service, gate)
+    url = service.listening.url
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert url in str(app.query_one("#attach-badge").render())
+        await wait_until(pilot, lambda: service.accepting, "the embedded service")
+        pid = await asyncio.to_thread(propose, url, agent, "data_agent", "database_write")
+        await wait_until(pilot, lambda: isinstance(app.screen, ApprovalModal), "the approval prompt")
+        await pilot.press("y")
+        done = await asyncio.to_thread(
+            lambda: httpx.get(f"{url}/v1/proposals/{pid}?wait=10", headers={"Authorization": f"Bearer {agent}"}).json()
+        )
+        assert (done["state"], done["decision"]) == ("COMPLETED", "approved")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the console to stop", timeout=20)
+    assert (out / "orchestration_summary.json").exists()
+    assert phase24("verify", str(out)).returncode == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v1/health")
