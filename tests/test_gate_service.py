@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from core.commands import GateCommands
 from core.errors import JournalError
+from core.event_feed import EventFeed, Watch
 from core.events import ApprovalDecided, GrantOutcome, ProposalReceived
 from core.gate_service import GateRequestRefused, GateService
 from core.grants import GrantRefused
@@ -196,3 +198,31 @@ async def test_group_commit_fails_every_waiter_when_the_commit_fails() -> None:
     results = await asyncio.gather(group.barrier(), group.barrier(), group.barrier(), return_exceptions=True)
     assert calls == [1]
     assert all(isinstance(r, JournalError) for r in results)
+
+
+async def test_the_event_feed_resumes_from_the_journal_past_its_ring(tmp_path: Path) -> None:
+    svc = GateService(Phase24ExecutionConfig(output_dir=tmp_path / "out"))
+    small = EventFeed(svc.bus, capacity=5, journal_dir=lambda: tmp_path / "out")
+    task = asyncio.create_task(svc.serve())
+    await svc.started.wait()
+    for i in range(3):
+        await svc.wait((await svc.submit(proposal(args={"i": i}))).proposal_id, 2)
+    await svc.bus.barrier()
+    backlog, watch = small.watch(since=1)
+    assert [seq for seq, _, _ in backlog] == list(range(2, svc.bus.last_seq + 1))  # journal, then the ring
+    assert all(json.loads(data)["seq"] == seq for seq, _, data in backlog)
+    await svc.submit(proposal(args={"i": 9}))
+    item = await asyncio.wait_for(watch.queue.get(), 2)
+    assert item is not None and item[1] == "proposal_received"
+    svc.request_stop("test over")
+    await task
+    assert svc.feed.closed
+
+
+def test_a_watcher_that_falls_behind_is_cut_off_not_buffered() -> None:
+    watch = Watch(limit=3)
+    for seq in range(1, 10):
+        watch.put((seq, "k", "{}"))
+    assert watch.overflowed and watch.queue.qsize() <= 3
+    drained = [watch.queue.get_nowait() for _ in range(watch.queue.qsize())]
+    assert drained[-1] is None  # the end marker: the stream closes, the watcher resumes by seq

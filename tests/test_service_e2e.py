@@ -165,6 +165,9 @@ def test_roles_are_enforced_by_the_service(tmp_path: Path) -> None:
             assert http.get("/v1/events").status_code == 403
             other = http.post("/v1/proposals", json={"agent": "mail_agent", "tool": "memory_search", "confidence": 1})
             assert other.status_code == 403 and other.json()["field"] == "agent"
+        stranger = add_token(out, "agent", "mail_agent")
+        with service.client(stranger) as http:
+            assert http.get(f"/v1/proposals/{pid}").status_code == 404  # another agent's proposal
         with service.client(viewer) as http:
             assert http.post(path, json={"decision": "approve"}).status_code == 403
             assert http.post("/v1/lock", json={"reason": "x"}).status_code == 403
@@ -293,9 +296,10 @@ def test_a_dropped_connection_neither_loses_nor_duplicates_a_proposal(tmp_path: 
         ).encode() + body
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(request)  # and hang up without reading the answer
-        # A half-sent body from another client that gives up: nothing is recorded for it.
-        with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(request[: len(request) - 10])
+        # A slow client: half its body sent, then it stalls (it holds its connection open
+        # while the others go on); nothing is recorded for it.
+        slow = socket.create_connection((host, int(port)))
+        slow.sendall(request[: len(request) - 10])
         with service.client(service.operator) as http:
             deadline = time.monotonic() + 10
             while http.get("/v1/state").json()["proposals"] < 1 and time.monotonic() < deadline:
@@ -305,6 +309,7 @@ def test_a_dropped_connection_neither_loses_nor_duplicates_a_proposal(tmp_path: 
             assert retry.status_code == 200 and retry.json() == {"proposal_id": "prop-1", "duplicate": True}
             assert http.get("/v1/proposals/prop-1?wait=10").json()["decision"] == "allowed"
         code, _ = service.stop()
+        slow.close()
     assert code == 0
     conn = sqlite3.connect(out / "journal.sqlite3")
     assert conn.execute("SELECT count(*) FROM records WHERE kind = 'proposal_received'").fetchone() == (1,)
