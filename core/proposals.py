@@ -9,12 +9,38 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.contracts import RiskLevel
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 TOOL_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+MAX_DEPTH = 32
+"""How deeply `args` and a reported `result` may nest (deeper JSON could not be journaled)."""
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """The nesting depth of a JSON value, counting no further than `limit` + 1."""
+    depth = 0
+    level: list[Any] = [value]
+    while level and depth <= limit:
+        nested: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nested.extend(item.values())
+            elif isinstance(item, list):
+                nested.extend(item)
+        if not nested:
+            break
+        depth += 1
+        level = nested
+    return depth
+
+
+def _shallow(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and nesting_depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return value
 
 
 class DeclaredContract(BaseModel):
@@ -48,8 +74,10 @@ class ProposalIn(BaseModel):
         description="idempotency key: the same agent sending the same action_id again gets the same proposal",
     )
     contract: DeclaredContract | None = Field(
-        default=None, description="for tools the agent executes itself; ignored defaults are HIGH and irreversible"
+        default=None, description="for tools the agent executes itself; undeclared fields are HIGH and irreversible"
     )
+
+    _args_depth = field_validator("args")(_shallow)
 
 
 ProposalState = Literal[
@@ -92,3 +120,5 @@ class OutcomeIn(BaseModel):
     ok: bool
     result: dict[str, Any] | None = None
     error: str | None = Field(default=None, max_length=4096)
+
+    _result_depth = field_validator("result")(_shallow)

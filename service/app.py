@@ -75,10 +75,17 @@ async def read_body(request: Request) -> bytes:
         raise ApiError(408, f"body not received within {BODY_TIMEOUT_S:g}s", "body") from None
 
 
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON (and could not be answered back as JSON)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def parse(request: Request, model: type[M]) -> M:
     raw = await read_body(request)
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = json.loads(raw, parse_constant=_no_constants) if raw.strip() else None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}", "body") from None
     if not isinstance(data, dict):

@@ -197,9 +197,19 @@ def test_bad_requests_get_a_4xx_naming_the_field(tmp_path: Path) -> None:
     with running_service(out) as service:
         agent = add_token(out, "agent", "a1")
         with service.client(agent) as http:
+            deep: list[object] = []
+            for _ in range(40):
+                deep = [deep]
             cases = [
                 (b"{not json", 400, "body"),
                 (b"[1, 2]", 400, "body"),
+                (b'{"agent": "a1", "tool": "memory_search", "confidence": 0.5, "args": {"x": NaN}}', 400, "body"),
+                (b'{"args": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "body"),
+                (
+                    b'{"agent": "a1", "tool": "x1", "confidence": 0.5, "args": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}",
+                    422,
+                    "args",
+                ),
                 (json.dumps({"agent": "a1", "tool": "memory_search", "confidence": 2}).encode(), 422, "confidence"),
                 (json.dumps({"agent": "a1", "tool": "Bad Tool", "confidence": 0.5}).encode(), 422, "tool"),
                 (json.dumps({"agent": "a1", "tool": "memory_search"}).encode(), 422, "confidence"),
