@@ -253,7 +253,7 @@ class OperatorConsole(App[int]):
                 self.refresh_bindings()
         if changes.unknown:
             self.notify(
-                "Outcome UNKNOWN after a crash, never retried; check the real system:\n"
+                "Outcome UNKNOWN (after a crash, or a grant's lease ran out), never retried; check the real system:\n"
                 + "\n".join(self.view.unknown_outcomes),
                 title="Unknown outcomes",
                 severity="error",
