@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ from core.stream_conflicts import StreamConflictResolver
 RejectReason = Literal["invalid", "forbidden", "not_found", "conflict", "unavailable"]
 
 DEFAULT_LEASE_S = 300.0
+RETAIN_FINISHED = 100_000
+"""Finished proposals kept readable (and their action_ids idempotent); older ones are dropped."""
 
 
 class GateRequestRefused(Phase24Error):
@@ -109,6 +111,8 @@ class GateService(Phase24Harness):
         self._plan_index = itertools.count(0)
         self._stop_requested: asyncio.Event | None = None
         self._stop_reason = "service stopped"
+        self._finished: deque[str] = deque()
+        self.retain_finished = RETAIN_FINISHED
         self.bus.subscribe(self._track)
 
     # -- running ----------------------------------------------------------------------
@@ -259,6 +263,17 @@ class GateService(Phase24Harness):
             record.status.decided = True
             record.decided.set()
             record.finished.set()
+            self._retire(record)
+
+    def _retire(self, record: _Proposal) -> None:
+        """Bounded memory for a long-lived service: forget the oldest finished proposals."""
+        self._finished.append(record.plan_id)
+        while len(self._finished) > self.retain_finished:
+            old = self._proposals.pop(self._finished.popleft(), None)
+            if old is not None:
+                self._by_plan.pop(old.plan_id, None)
+                if old.request.action_id is not None:
+                    self._by_key.pop((old.request.agent, old.request.action_id), None)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -287,7 +302,9 @@ class GateService(Phase24Harness):
         return record.status.model_copy()
 
     async def wait_finished(self, proposal_id: str, timeout_s: float) -> ProposalStatus:
-        record = self._proposals[proposal_id]
+        record = self._proposals.get(proposal_id)
+        if record is None:
+            raise GateRequestRefused("not_found", f"no proposal {proposal_id!r}")
         try:
             await asyncio.wait_for(record.finished.wait(), timeout_s)
         except TimeoutError:

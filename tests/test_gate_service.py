@@ -226,3 +226,16 @@ def test_a_watcher_that_falls_behind_is_cut_off_not_buffered() -> None:
     assert watch.overflowed and watch.queue.qsize() <= 3
     drained = [watch.queue.get_nowait() for _ in range(watch.queue.qsize())]
     assert drained[-1] is None  # the end marker: the stream closes, the watcher resumes by seq
+
+
+async def test_a_long_lived_service_keeps_a_bounded_number_of_finished_proposals(service: GateService) -> None:
+    service.retain_finished = 3
+    accepted = []
+    for i in range(5):
+        accepted.append(await service.submit(proposal(args={"i": i}, action_id=f"k{i}")))
+        await service.wait_finished(accepted[-1].proposal_id, 2)
+    with pytest.raises(GateRequestRefused) as gone:
+        service.status(accepted[0].proposal_id)
+    assert gone.value.reason == "not_found"
+    assert service.status(accepted[4].proposal_id).decision == "allowed"
+    assert len(service._proposals) == 3 and len(service._by_key) == 3
