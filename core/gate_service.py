@@ -112,6 +112,8 @@ class GateService(Phase24Harness):
         self._stop_requested: asyncio.Event | None = None
         self._stop_reason = "service stopped"
         self._finished: deque[str] = deque()
+        self._health_cache: dict[str, Any] = {}
+        self._health_at = float("-inf")
         self.retain_finished = RETAIN_FINISHED
         self.bus.subscribe(self._track)
 
@@ -151,6 +153,16 @@ class GateService(Phase24Harness):
             ledger = LeasedIntentLedger(journal)
             self.controller.ledger = ledger
             self.grants.ledger = ledger
+
+    def _emit_health(self) -> dict[str, Any]:
+        """A stream finishes a one-action "plan" per proposal: while serving, health is
+        published at most every `health_min_interval_s` (the final one always)."""
+        now = self.clock.monotonic()
+        if self.accepting and self._health_cache and now - self._health_at < self.config.health_min_interval_s:
+            return self._health_cache
+        self._health_at = now
+        self._health_cache = super()._emit_health()
+        return self._health_cache
 
     def _commit_journal(self) -> None:
         if self.journal is not None:

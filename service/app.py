@@ -70,7 +70,8 @@ async def read_body(request: Request) -> bytes:
         return b"".join(chunks)
 
     try:
-        return await asyncio.wait_for(collect(), BODY_TIMEOUT_S)
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await collect()
     except TimeoutError:
         raise ApiError(408, f"body not received within {BODY_TIMEOUT_S:g}s", "body") from None
 
