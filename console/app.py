@@ -295,7 +295,7 @@ class OperatorConsole(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("lock", "unlock", "pause") and getattr(self.harness, "read_only", False):
-            return None  # a read-only attached console: command keys hidden (the service refuses them too)
+            return False  # a read-only attached console: command keys hidden (the service refuses them too)
         if action == "lock":
             return None if self.harness.controller.locked else True
         if action == "unlock":

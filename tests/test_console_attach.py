@@ -76,7 +76,10 @@ async def test_an_attached_operator_console_approves_and_a_read_only_one_only_wa
             await watch.press("l")
             await watch.pause(0.3)
             assert (await asyncio.to_thread(status, service.url, agent, pid))["decision"] == "approved"
-            assert viewer_app.check_action("lock", ()) is None
+            assert viewer_app.check_action("lock", ()) is False  # hidden, not only greyed out
+            keys = set(viewer_app.screen.active_bindings)
+            assert not {"l", "ctrl+l", "u", "p"} & keys and "q" in keys
+            assert {"l", "p"} <= set(operator_app.screen.active_bindings)
             await pilot.press("l")
             await wait_until(watch, lambda: viewer_app.harness.controller.locked, "the viewer to see the lock")
             await wait_until(watch, lambda: viewer_app.view.locked, "the viewer's lock banner")
