@@ -131,7 +131,7 @@ class OperatorConsole(App[int]):
     # -- layout -----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        badge = getattr(self.harness, "badge", "")  # an attached console (console/remote.py)
+        badge = getattr(self.harness, "badge", "")  # attached or serving (console/remote.py, service/embedded.py)
         if badge:
             yield Static(badge, id="attach-badge", markup=False)
         yield LockBanner(id="lock-banner")
