@@ -26,7 +26,14 @@ from benchmarks import PYTHON, ROOT, cpu_calibration, met_text, reference, run_c
 from benchmarks.core_throughput import BAR_ACTIONS_PER_S as BAR_CORE_ACTIONS_PER_S
 from benchmarks.core_throughput import BREAKDOWN_RUNS, SHARED_PLAN_ENV, big_plan_file
 
-BENCHMARKS = ("core_throughput", "conflict_scaling", "console_flood", "startup", "approval_latency")
+BENCHMARKS = (
+    "core_throughput",
+    "conflict_scaling",
+    "console_flood",
+    "startup",
+    "approval_latency",
+    "service_roundtrip",
+)
 RESULTS = ROOT / "benchmarks" / "results.md"
 
 

@@ -151,6 +151,9 @@ class OperatorConsole(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="too-small")
+        badge = getattr(self.harness, "badge", "")  # attached or serving (console/remote.py, service/embedded.py)
+        if badge:
+            yield Static(badge, id="attach-badge", markup=False)
         yield LockBanner(id="lock-banner")
         yield StatusBar(id="status-bar")
         yield Tabs(*(Tab(f"{i + 1} {title}", id=f"tab-{key}") for i, (key, title) in enumerate(PANES)), id="pane-tabs")
@@ -251,7 +254,7 @@ class OperatorConsole(App[int]):
         if self.core_error is not None:
             return exit_codes.PLAN_FAILED
         summary = self.harness.summary
-        if self.harness.storage_error or (summary and summary.get("storage_error")):
+        if getattr(self.harness, "storage_error", None) or (summary and summary.get("storage_error")):
             return exit_codes.STORAGE_FAILED
         if not summary:  # the run never finished (quit before it started)
             return exit_codes.INTERRUPTED if self._quit_requested else exit_codes.OK
@@ -289,7 +292,7 @@ class OperatorConsole(App[int]):
                 self.refresh_bindings()
         if changes.unknown:
             self.notify(
-                "Outcome UNKNOWN after a crash, never retried; check the real system:\n"
+                "Outcome UNKNOWN (after a crash, or a grant's lease ran out), never retried; check the real system:\n"
                 + "\n".join(self.view.unknown_outcomes),
                 title="Unknown outcomes",
                 severity="error",
@@ -347,6 +350,8 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("lock", "unlock", "pause") and getattr(self.harness, "read_only", False):
+            return False  # a read-only attached console: command keys hidden (the service refuses them too)
         if action == "lock":
             return None if self.harness.controller.locked else True
         if action == "unlock":
@@ -442,7 +447,7 @@ def run_console(args: argparse.Namespace) -> int:
             f" {summary['plans_total']} run{', interrupted by the operator' if summary['interrupted'] else ''}"
             f"{', system LOCKED' if summary['locked'] else ''}). Outputs in {out}"
         )
-    if harness.storage_error or (summary and summary.get("storage_error")):
+    if getattr(harness, "storage_error", None) or (summary and summary.get("storage_error")):
         from console.storage_failure import report_storage_failure
 
         return report_storage_failure(harness, None)  # exit 4, the same report as `phase24 run`

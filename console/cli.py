@@ -46,10 +46,10 @@ def _finite(text: str) -> float:
     return value
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, plans_required: bool = True) -> None:
     parser.add_argument(
         "plans",
-        nargs="+",
+        nargs="+" if plans_required else "*",
         type=Path,
         metavar="PLAN_OR_DIR",
         help="plan files, or directories of *.json plans",
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grant every approval (demos only; the default denies)",
     )
     watch = sub.add_parser("console", help="run plans in the live operator console")
-    _add_run_options(watch)
+    _add_run_options(watch, plans_required=False)
     watch.add_argument(
         "--arm-delay",
         type=_arm_delay,
@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds an approval prompt must be on screen, with no answer key pressed, before it accepts one"
         " (default 0.6, at least 0.3)",
+    )
+    watch.add_argument("--attach", metavar="URL", help="attach to a running `phase24 serve` instead of running plans")
+    watch.add_argument("--token", help="the token for --attach (default: $PHASE24_TOKEN)")
+    watch.add_argument("--read-only", action="store_true", help="with --attach: watch only ([RO], no command keys)")
+    watch.add_argument(
+        "--port", type=int, default=8724, help="without a plan: the port the embedded service listens on (loopback)"
     )
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -132,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
     )
     add_lock_commands(sub)
+    from service.cli import add_service_commands
+
+    add_service_commands(sub)
     return parser
 
 
@@ -239,6 +248,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    if args.attach:
+        from console.remote import run_attached
+
+        return run_attached(args)
+    if not args.plans:
+        from console.embedded import run_embedded
+
+        return run_embedded(args)
     from console.app import run_console
 
     return run_console(args)
@@ -266,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.lock_cli import cmd_lock, cmd_lock_status, cmd_unlock
 
             return {"lock": cmd_lock, "unlock": cmd_unlock, "lock-status": cmd_lock_status}[args.command](args)
+        if args.command in ("serve", "token"):
+            from service.cli import run_service_command
+
+            return run_service_command(args)
     except BadInput as exc:
         return _fail(str(exc))
     except VerificationFailed as exc:

@@ -19,6 +19,7 @@ from core.events import (
     ConflictDetected,
     ConflictResolved,
     Event,
+    GrantOutcome,
     HealthUpdated,
     PlanFinished,
     PlanStarted,
@@ -217,6 +218,16 @@ class RunView:
         c.header = True
         c.unknown = True
 
+    def _grant_outcome(self, e: GrantOutcome, c: Changes) -> None:
+        """A live agent's grant whose outcome never came back within its lease: UNKNOWN."""
+        if e.status != "UNKNOWN":
+            return
+        self.unknown_outcomes.append(
+            inert(f"{e.tool} ({e.proposal_id}, agent {e.agent}): {e.error or 'no outcome reported'}", 200)
+        )
+        c.header = True
+        c.unknown = True
+
     def _run_started(self, e: RunStarted, c: Changes) -> None:
         self.run_id = e.run_id
         self.plans_total = e.plans_total
@@ -276,4 +287,5 @@ _HANDLERS: dict[type[Event], Any] = {
     RunPaused: RunView._paused,
     RunResumed: RunView._resumed,
     UnknownOutcomes: RunView._unknown,
+    GrantOutcome: RunView._grant_outcome,
 }

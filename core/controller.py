@@ -312,10 +312,11 @@ class ExecutionController:
             return self.stop_reason
         return self.stopped_agents.get(agent)
 
-    def stop_run(self, reason: str) -> None:
-        """The operator quit: nothing escalates from now on; waiting requests are denied."""
+    def stop_run(self, reason: str, by: str = "operator") -> None:
+        """The run is stopping (the operator quit, a service stops): nothing escalates from now
+        on; waiting requests are denied by `by`."""
         self.stop_reason = reason
-        self.gate.cancel_pending(reason, by="operator")
+        self.gate.cancel_pending(reason, by=by)
 
     def stop_agent(self, agent: str, reason: str) -> None:
         """Stop every remaining action of `agent` (deny and stop)."""

@@ -235,6 +235,47 @@ class PlanFinished(Event):
     reason: str = ""
 
 
+class ProposalReceived(Event):
+    """A live agent's proposal, journaled before the service acknowledges it."""
+
+    kind: Literal["proposal_received"] = "proposal_received"
+    proposal_id: str
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    args: dict[str, Any]
+    confidence: float
+    agent_plan_id: str | None = None
+    executed_by: Literal["service", "agent"]
+
+
+class GrantIssued(Event):
+    """A single-use LIVE grant handed to the agent that executes the tool itself."""
+
+    kind: Literal["grant_issued"] = "grant_issued"
+    grant_id: str
+    proposal_id: str
+    plan_id: str
+    action_id: str
+    agent: str
+    tool: str
+    lease_s: float
+
+
+class GrantOutcome(Event):
+    """What became of a grant: reported by its agent, or UNKNOWN when the lease ran out."""
+
+    kind: Literal["grant_outcome"] = "grant_outcome"
+    grant_id: str
+    proposal_id: str
+    agent: str
+    tool: str
+    status: Literal["DONE", "FAILED", "UNKNOWN", "LATE"]
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
 class RunFinished(Event):
     kind: Literal["run_finished"] = "run_finished"
     plans_processed: int
@@ -265,6 +306,9 @@ AnyEvent = Annotated[
     | RunPaused
     | RunResumed
     | PlanFinished
+    | ProposalReceived
+    | GrantIssued
+    | GrantOutcome
     | RunFinished,
     Field(discriminator="kind"),
 ]
@@ -334,6 +378,10 @@ class EventBus:
 
     def add_barrier(self, barrier: Barrier) -> None:
         self._barriers.append(barrier)
+
+    def replace_barrier(self, old: Barrier, new: Barrier) -> None:
+        """Swap a registered barrier (the gate service groups the journal's commits)."""
+        self._barriers = [new if b == old else b for b in self._barriers]
 
     def emit(self, cls: type[E], /, **fields: Any) -> E:
         """Number, stamp and deliver an event. An event emitted by a subscriber is

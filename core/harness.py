@@ -203,7 +203,7 @@ class Phase24Harness:
         self._resume = threading.Event()
         self._resume.set()
         self._stopping = False
-        self._finished = False
+        self._run_over = False
         self._journal_live = False
         self._stop_holding = self.bus.subscribe(self._hold_before_start)
         self.bus.subscribe(self.monitor.observe)
@@ -306,13 +306,13 @@ class Phase24Harness:
         self._resume.set()
         self._on_core(lambda: self._set_paused(False, by))
 
-    def stop(self, reason: str = "operator quit") -> None:
+    def stop(self, reason: str = "operator quit", by: str = "operator") -> None:
         """Start nothing new, escalate nothing more, deny what waits, and let the run finish
         its outputs. The flag is read by every escalation check at once (any thread)."""
         self._stopping = True
         self.controller.stop_reason = f"the run was stopped: {reason}"
         self._resume.set()
-        self._on_core(lambda: self.controller.stop_run(f"the run was stopped: {reason}"))
+        self._on_core(lambda: self.controller.stop_run(f"the run was stopped: {reason}", by))
 
     def _set_paused(self, paused: bool, by: str) -> None:
         self.bus.emit(RunPaused if paused else RunResumed, by=by)
@@ -374,7 +374,7 @@ class Phase24Harness:
         self._lock_stamp = self.lock_state.stamp()
         if self.journal is not None and self._journal_live:
             self.journal.set_state("locked", reason if locked else "")
-        elif self._finished and self.writer is not None:
+        elif self._run_over and self.writer is not None:
             self._record_after_run(locked, reason, by)
 
     def _record_after_run(self, locked: bool, reason: str, by: str) -> None:
@@ -470,11 +470,7 @@ class Phase24Harness:
 
         interrupted = False
         try:
-            for index, plan in enumerate(self.plans):
-                if self._stopping:
-                    interrupted = True
-                    break
-                await self._run_plan(index, plan)
+            interrupted = await self._run_plans()
         except (OSError, JournalError) as exc:
             # A write outside the subscribers failed (a plan result, the simulated world):
             # fail closed like a subscriber failure, and let the caller report it.
@@ -509,8 +505,17 @@ class Phase24Harness:
                 raise
             finally:
                 self._close_durable_state()
-                self._finished = True
+                self._run_over = True
         return self.summary
+
+    async def _run_plans(self) -> bool:
+        """Run the loaded plans in order (a gate service consumes a stream instead).
+        Returns True when the operator stopped the run before every plan had run."""
+        for index, plan in enumerate(self.plans):
+            if self._stopping:
+                return True
+            await self._run_plan(index, plan)
+        return False
 
     def _open_durable_state(self) -> None:
         """Journal, persisted lock, the run record (for resume) and the simulated world."""

@@ -354,19 +354,16 @@ class Journal:
 
     def record_unknown(self, action_hash: str) -> None:
         """Durably set a PENDING intent to UNKNOWN: the LIVE run may have had its effect but did
-        not report success (it raised, hung or answered nonsense). It is never retried."""
+        not report success (it raised, hung or answered nonsense, or a grant's lease ran out).
+        It is never retried. Chained like every intent change, so `verify` covers it."""
         self._check_usable()
         status = self.intent_status(action_hash)
         if status != "PENDING":
             raise JournalError(
                 f"the intent for action hash {action_hash} is {status}, not PENDING: cannot mark it UNKNOWN"
             )
-        now = self._clock.now().isoformat()
-
-        def update(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE intents SET status = 'UNKNOWN', updated = ? WHERE action_hash = ?", (now, action_hash))
-
-        self._transaction(update, durable=True)
+        self._publish(IntentStatusChanged, action_hashes=[action_hash], status="UNKNOWN")
+        self._confirm(self.intent_status(action_hash) == "UNKNOWN", f"the UNKNOWN outcome of intent {action_hash}")
 
     def intent_status(self, action_hash: str) -> str | None:
         row = self._read("SELECT status FROM intents WHERE action_hash = ?", (action_hash,)).fetchone()
@@ -388,6 +385,10 @@ class Journal:
             self._publish(IntentStatusChanged, action_hashes=pending, status="UNKNOWN")
             self._confirm(not self.intents("PENDING"), "the UNKNOWN intents")
         return self.intents("UNKNOWN")
+
+    def mark_intent_unknown(self, action_hash: str) -> None:
+        """Durably set one PENDING intent to UNKNOWN (a grant whose outcome never came back)."""
+        self.record_unknown(action_hash)
 
     def intents(self, status: str | None = None) -> list[dict[str, Any]]:
         """Intents as dicts (all, or those with `status`), oldest first."""
@@ -768,11 +769,12 @@ def _check_record(
     return None
 
 
-def read_events(run_dir: Path) -> Iterator[Event]:
-    """The committed events of the journal in `run_dir`, in sequence order (validated, not verified)."""
+def read_events(run_dir: Path, after: int = 0) -> Iterator[Event]:
+    """The committed events of the journal in `run_dir` after seq `after`, in sequence order
+    (validated, not verified)."""
     conn = _connect_existing(run_dir)
     try:
-        for (body,) in conn.execute("SELECT body FROM records ORDER BY seq"):
+        for (body,) in conn.execute("SELECT body FROM records WHERE seq > ? ORDER BY seq", (after,)):
             yield EVENT_ADAPTER.validate_json(body)
     except sqlite3.Error as exc:
         raise JournalError(f"{_journal_path(run_dir)}: cannot read the journal: {exc}") from exc

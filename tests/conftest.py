@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from core.harness import Phase24ExecutionConfig, Phase24Harness
 from core.plans import ToolExecutionPlan
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Never the user's own system-wide lock state, also for anything that reads the environment
+# at import time; each test gets its own below (_system_lock_state).
+os.environ["PHASE24_STATE_DIR"] = tempfile.mkdtemp(prefix="phase24-test-state-")
 SAMPLES = ROOT / "sample_plans"
 VALIDATIONS = SAMPLES / "phase22" / "validations.json"
 

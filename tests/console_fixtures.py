@@ -176,7 +176,10 @@ async def running(
 
 
 async def answer_all(pilot: Pilot[Any], app: OperatorConsole, key: str = "n", seen: set[str] | None = None) -> set[str]:
-    """Answer every approval modal still to come with `key` until the run ends; return the request ids seen."""
+    """Answer every approval modal still to come with `key` until the run ends; return the request ids seen.
+
+    A key the prompt drops (it re-armed meanwhile, e.g. on a loaded machine) is pressed again.
+    """
     seen = set() if seen is None else seen
     while not core_done(app):
         await wait_until(
@@ -184,8 +187,15 @@ async def answer_all(pilot: Pilot[Any], app: OperatorConsole, key: str = "n", se
         )
         modal = app.current_modal
         if modal is not None and modal_ready(app, seen):
-            seen.add(modal.request.request_id)
+            request_id = modal.request.request_id
+            seen.add(request_id)
             await pilot.press(key)
+            deadline = time.monotonic() + 2.0
+            while not (modal.settled or modal.request is None or modal.request.request_id != request_id):
+                if time.monotonic() > deadline:
+                    seen.discard(request_id)  # the key was dropped: answer it again once armed
+                    break
+                await pilot.pause(0.05)
     return seen
 
 

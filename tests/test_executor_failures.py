@@ -21,7 +21,7 @@ from core.clock import ManualClock
 from core.contracts import RiskLevel, ToolContract, standard_contracts
 from core.function_binding import function_binding
 from core.harness import Phase24ExecutionConfig, Phase24Harness
-from core.journal import JOURNAL_FILE
+from core.journal import JOURNAL_FILE, verify_journal
 from core.plugins import ExecutorPlugin, merge_contracts
 from tests.conftest import ROOT, act, plan
 
@@ -143,6 +143,7 @@ def test_a_misbehaving_live_step_ends_its_action_and_the_run_goes_on(
     assert (status == "UNKNOWN") == ("outcome UNKNOWN, the effect may have happened" in result["reason"])
     assert [u["action_id"] for u in summary["unknown_outcomes"]] == (["send"] if status == "UNKNOWN" else [])
     assert [p["status"] for p in summary["plans"]] == ["FAILED", "SUCCEEDED"], "the next plan still ran"
+    assert verify_journal(h.config.output_dir).ok  # an UNKNOWN outcome is chained like any other
 
 
 @pytest.mark.parametrize("kind", ["raises", "hangs", "malformed"])

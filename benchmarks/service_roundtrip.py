@@ -1,0 +1,253 @@
+"""The gate service over HTTP: propose -> decision round trip on loopback.
+
+A real `phase24 serve --port 0` in a subprocess (journal on, WAL, synchronous=FULL, every
+output file written), a fresh output directory. Agents in this process (httpx, one
+keep-alive connection each) propose an auto-approved LOW read-only tool the service runs
+(`memory_search`, confidence 0.9: MOCK -> DRY_RUN -> LIVE, no approval) and long-poll its
+decision: one round trip = `POST /v1/proposals` (answered once the proposal is durably
+journaled) + `GET /v1/proposals/{id}?wait=10` (answered once decided, here COMPLETED LIVE).
+Timed with `time.perf_counter()` around the two requests, after a warm-up.
+
+At 1 agent the requests run one after another; at 50 agents 50 asyncio tasks share one
+client process (each its own connection), so the server and the client process share the
+machine's 2 cores. Group commit is counted from the journal: fsynced transactions per
+round trip (the durable commits of proposals and LIVE barriers are grouped across agents).
+
+    python -m benchmarks.service_roundtrip [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import PYTHON, ROOT, bar, percentile, report
+
+NAME = "service_roundtrip"
+BAR_P50_MS = 2.0
+
+
+def start_service(out: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "console.cli", "serve", "--port", "0", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    url = re.search(r"listening on (http://\S+)", first)
+    if not url:
+        proc.kill()
+        raise RuntimeError(f"phase24 serve did not start: {first}{proc.stderr.read() if proc.stderr else ''}")
+    return proc, url.group(1)
+
+
+def make_tokens(out: Path, count: int) -> tuple[str, list[str]]:
+    """An operator token and `count` agent tokens (made before the service starts)."""
+    sys.path.insert(0, str(ROOT))
+    from service.tokens import TOKENS_FILE, add_token
+
+    operator = add_token(out / TOKENS_FILE, "operator", "bench")
+    return operator, [add_token(out / TOKENS_FILE, "agent", f"agent{i}") for i in range(count)]
+
+
+class RawAgent:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (what a lean agent in any
+    language sends), so the figure is the service's, not an HTTP client library's."""
+
+    def __init__(self, url: str, token: str) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port, self.token = host, int(port), token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", headers).group(1))  # type: ignore[union-attr]
+        data: dict[str, Any] = json.loads(await self.reader.readexactly(length))
+        return data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class HttpxAgent:
+    """The same requests through httpx (the SDK's HTTP client)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    async def open(self) -> None:
+        await self.http.get("/v1/health")
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+        response = await self.http.request(method, path, content=body or None)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def agent(client: RawAgent | HttpxAgent, name: str, rounds: int, warmup: int, times: list[float]) -> None:
+    await client.open()
+    try:
+        for i in range(warmup + rounds):
+            body = json.dumps({"agent": name, "tool": "memory_search", "args": {"q": i}, "confidence": 0.9}).encode()
+            t0 = time.perf_counter()
+            proposed = await client.request("POST", "/v1/proposals", body)
+            decided = await client.request("GET", f"/v1/proposals/{proposed['proposal_id']}?wait=10")
+            elapsed = time.perf_counter() - t0
+            if decided.get("decision") != "allowed" or decided.get("mode") != "LIVE":
+                raise RuntimeError(f"unexpected decision: {decided}")
+            if i >= warmup:
+                times.append(elapsed * 1000.0)
+    finally:
+        await client.close()
+
+
+async def child_run(url: str, tokens: list[tuple[str, str]], rounds: int, kind: str) -> list[float]:
+    times: list[float] = []
+    make = RawAgent if kind == "raw" else HttpxAgent
+    await asyncio.gather(*(agent(make(url, token), name, rounds, 20, times) for name, token in tokens))
+    return times
+
+
+def measure_level(url: str, tokens: list[str], agents: int, processes: int, rounds: int, kind: str) -> dict[str, Any]:
+    """`agents` agents spread over `processes` client processes, `rounds` round trips in all."""
+    per_agent = max(1, rounds // agents)
+    named = [(f"agent{i}", tokens[i]) for i in range(agents)]
+    groups = [named[p::processes] for p in range(processes)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [PYTHON, "-m", "benchmarks.service_roundtrip", "--child", url, json.dumps(group), str(per_agent), kind],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for group in groups
+    ]
+    times: list[float] = []
+    for child in children:
+        out, _ = child.communicate(timeout=600)
+        if child.returncode != 0:
+            raise RuntimeError(f"client process failed: {out[-2000:]}")
+        times.extend(json.loads(out.strip().splitlines()[-1]))
+    wall = time.perf_counter() - t0
+    return {
+        "agents": agents,
+        "client": kind,
+        "client_processes": processes,
+        "round_trips": len(times),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "max_ms": round(max(times), 3),
+        "round_trips_per_s_incl_startup": round(len(times) / wall, 1),
+    }
+
+
+def journal_counts(out: Path) -> dict[str, int]:
+    conn = sqlite3.connect(out / "journal.sqlite3")
+    try:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
+    finally:
+        conn.close()
+    return {k: int(v) for k, v in kinds.items()}
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    rounds = 200 if quick else 1000
+    with tempfile.TemporaryDirectory(prefix="p24_svc_") as tmp:
+        out = Path(tmp) / "gate"
+        out.mkdir()
+        operator, tokens = make_tokens(out, 50)
+        proc, url = start_service(out)
+        try:
+            levels = [
+                measure_level(url, tokens, 1, 1, rounds, "raw"),
+                measure_level(url, tokens, 1, 1, rounds, "httpx"),
+                measure_level(url, tokens, 50, 5, rounds * 5, "raw"),
+            ]
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
+                metrics = http.get("/metrics").text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stdout, _err = proc.communicate(timeout=60)
+        counts = journal_counts(out)
+        proposals = counts.get("proposal_received", 0)
+        commits_match = re.search(r"commits=(\d+)", stdout)
+        waiters_match = re.search(r"waiters=(\d+)", stdout)
+    return {
+        "levels": levels,
+        "proposals_journaled": proposals,
+        "service_exit": proc.returncode,
+        "metrics_proposals": re.search(r"^phase24_proposals_total (\S+)", metrics, re.M).group(1)  # type: ignore[union-attr]
+        if "phase24_proposals_total" in metrics
+        else None,
+        "group_commits": int(commits_match.group(1)) if commits_match else None,
+        "barrier_waits": int(waiters_match.group(1)) if waiters_match else None,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    result = measure(quick)
+    bars = []
+    for level in result["levels"]:
+        n = level["agents"]
+        who = f"{n} agent{'s' if n > 1 else ''} in {level['client_processes']} process(es), {level['client']} client"
+        bars.append(
+            bar(
+                NAME,
+                f"propose -> decision over HTTP, {who}: p50 / p99 (n={level['round_trips']})",
+                f"{level['p50_ms']} / {level['p99_ms']} ms",
+                "p50 <= 2 ms",
+                level["p50_ms"] <= BAR_P50_MS,
+            )
+        )
+    return {"benchmark": NAME, **result, "bars": bars}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="gate service round trip over HTTP")
+    parser.add_argument("--quick", action="store_true", help="200 round trips per level instead of 1,000")
+    parser.add_argument("--child", nargs=4, metavar=("URL", "TOKENS", "ROUNDS", "CLIENT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        url, tokens, rounds, kind = args.child
+        print(json.dumps(asyncio.run(child_run(url, [tuple(t) for t in json.loads(tokens)], int(rounds), kind))))
+        return
+    report(run(quick=args.quick))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""`phase24 console --attach URL`: the same console, as a client of a running `phase24 serve`.
+
+`RemoteGateClient` stands where the harness stands for an embedded console: its
+`run_pipeline` (in the console's core thread) follows the service's event stream
+(`GET /v1/events`, resumed from the last sequence number after a dropped connection) and
+hands each typed event to the console's subscribers; lock, unlock, pause and resume, and
+the answers to approval prompts (`RemoteGate.answer`), go to the service's command API.
+Quitting the console detaches; the service runs on.
+
+Read-only (`--read-only`): a `[RO]` badge, no command keys, no approval prompts; the
+service enforces it as well (a viewer token cannot command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from console import exit_codes
+from console.app import ConsoleGate, make_app
+from core.approval import ApprovalDecision, ApprovalRequest
+from core.clock import SystemClock
+from core.events import (
+    EVENT_ADAPTER,
+    ApprovalDecided,
+    ApprovalRequested,
+    Event,
+    RunPaused,
+    RunResumed,
+    SystemLocked,
+    SystemUnlocked,
+)
+from core.inert import inert
+
+RECONNECT_TRIES = 20
+RECONNECT_DELAY_S = 0.5
+
+
+class AttachError(Exception):
+    """The service refused the console (bad token, wrong URL)."""
+
+
+class _LockView:
+    """What the console reads as `harness.controller`: the lock state, from the events."""
+
+    def __init__(self) -> None:
+        self.locked = False
+        self.lock_reason = ""
+
+
+class _Bus:
+    """What the console reads as `harness.bus`: subscribe to the events."""
+
+    def __init__(self) -> None:
+        self.subscribers: list[Callable[[Event], None]] = []
+
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        self.subscribers.append(fn)
+        return lambda: self.subscribers.remove(fn) if fn in self.subscribers else None
+
+
+def request_of(event: ApprovalRequested) -> ApprovalRequest:
+    """The approval request an `approval_requested` event carries."""
+    fields = event.model_dump(include=set(ApprovalRequest.model_fields) - {"requested_at"})
+    return ApprovalRequest(**fields, requested_at=event.expires_at - timedelta(seconds=event.timeout_s))
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    data: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            yield EVENT_ADAPTER.validate_json("\n".join(data))
+            data = []
+
+
+class RemoteGate(ConsoleGate):
+    """The console's gate for an attached console: pending requests come from the event
+    stream, answers go to `POST /v1/approvals/{request_id}`."""
+
+    def __init__(self, client: RemoteGateClient) -> None:
+        super().__init__()
+        self.client = client
+        self._remote_pending: dict[str, ApprovalRequest] = {}
+
+    @property
+    def pending(self) -> list[ApprovalRequest]:
+        return list(self._remote_pending.values())
+
+    def requested(self, request: ApprovalRequest) -> None:
+        self._remote_pending[request.request_id] = request
+        if not self.client.read_only and self.on_request is not None:
+            self.on_request(request)
+
+    def decided(self, request_id: str) -> None:
+        self._remote_pending.pop(request_id, None)
+
+    def is_pending(self, request_id: str) -> bool:
+        return request_id in self._remote_pending
+
+    def seconds_left_of(self, request_id: str, timeout_s: float) -> float | None:
+        """The service times its requests (from when they were made): show what is left there."""
+        request = self._remote_pending.get(request_id)
+        if request is None:
+            return None
+        return max(0.0, (request.expires_at - datetime.now(UTC)).total_seconds())
+
+    def answer(self, decision: ApprovalDecision) -> bool:
+        if self.client.read_only or decision.request_id not in self._remote_pending:
+            return False
+        kind = decision.kind
+        body: dict[str, Any] = {
+            "decision": "approve"
+            if decision.approved
+            else "deny_and_stop"
+            if kind.value == "DENY_AND_STOP"
+            else "deny",
+            "reason": decision.reason,
+            "args_fully_visible": decision.args_fully_visible,
+        }
+        if decision.edited_args is not None:
+            body["edited_args"] = decision.edited_args
+        self.client.command(f"/v1/approvals/{decision.request_id}", body)
+        return True
+
+    def cancel_pending(self, reason: str, by: str = "lock") -> None:
+        """The service denies pending requests itself when it locks."""
+
+
+class RemoteGateClient:
+    """Stands in for the harness of an embedded console (see the module docstring)."""
+
+    def __init__(self, url: str, token: str, *, read_only: bool = False) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.read_only = read_only
+        self.badge = f"[RO] read-only, attached to {inert(self.url, 200)}" if read_only else ""
+        self.clock = SystemClock()
+        self.bus = _Bus()
+        self.controller = _LockView()
+        self.gate = RemoteGate(self)
+        self.paused = False
+        self.summary: dict[str, Any] = {}
+        self.last_seq = 0
+        self.errors: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._stopping = False
+        self._stream: asyncio.Task[None] | None = None
+
+    # -- following the service ---------------------------------------------------------
+
+    async def run_pipeline(self) -> dict[str, Any]:
+        self._loop = asyncio.get_running_loop()
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=None) as http:
+            self._http = http
+            tries = 0
+            while not self._stopping and tries < RECONNECT_TRIES:
+                self._stream = asyncio.current_task()
+                try:
+                    await self._follow(http)
+                    break  # the stream ended: the service stopped
+                except httpx.TransportError as exc:
+                    tries += 1
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(RECONNECT_DELAY_S)
+                except asyncio.CancelledError:
+                    break
+        return self.summary
+
+    async def _follow(self, http: httpx.AsyncClient) -> None:
+        async with http.stream("GET", "/v1/events", params={"since": self.last_seq}) as response:
+            if response.status_code != 200:
+                body = (await response.aread()).decode("utf-8", "replace")
+                raise AttachError(f"{self.url}: the service refused the console ({response.status_code}): {body}")
+            async for event in sse_events(response.aiter_lines()):
+                if self._stopping:
+                    return
+                self.last_seq = event.seq
+                self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        kind = type(event)
+        if kind is ApprovalRequested:
+            assert isinstance(event, ApprovalRequested)
+            self.gate.requested(request_of(event))
+        elif kind is ApprovalDecided:
+            assert isinstance(event, ApprovalDecided)
+            self.gate.decided(event.request_id)
+        elif kind is SystemLocked:
+            assert isinstance(event, SystemLocked)
+            self.controller.locked, self.controller.lock_reason = True, event.reason
+        elif kind is SystemUnlocked:
+            self.controller.locked, self.controller.lock_reason = False, ""
+        elif kind is RunPaused or kind is RunResumed:
+            self.paused = kind is RunPaused
+        for subscriber in list(self.bus.subscribers):
+            subscriber(event)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def command(self, path: str, body: dict[str, Any] | None = None) -> bool:
+        """Send a command to the service from the console's thread; False when read-only or detached."""
+        loop, http = self._loop, self._http
+        if self.read_only or loop is None or http is None or loop.is_closed():
+            return False
+
+        async def send() -> None:
+            try:
+                response = await http.post(path, json=body or {}, timeout=10)
+                if response.status_code >= 400:
+                    self.errors.append(f"{path}: {response.status_code} {response.text[:200]}")
+            except httpx.HTTPError as exc:
+                self.errors.append(f"{path}: {type(exc).__name__}: {exc}")
+
+        asyncio.run_coroutine_threadsafe(send(), loop)
+        return True
+
+    def lock(self, reason: str = "operator lock", by: str = "operator") -> bool:
+        return self.command("/v1/lock", {"reason": reason})
+
+    def unlock(self, reason: str = "operator unlock", by: str = "operator") -> bool:
+        return self.command("/v1/unlock", {"reason": reason})
+
+    def pause(self, by: str = "operator") -> None:
+        self.command("/v1/pause")
+
+    def resume(self, by: str = "operator") -> None:
+        self.command("/v1/resume")
+
+    def stop(self, reason: str = "console detached") -> None:
+        """Detach: stop following the stream (the service runs on)."""
+        self._stopping = True
+        loop, stream = self._loop, self._stream
+        if loop is not None and stream is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stream.cancel)
+
+
+def check_attach(url: str, token: str) -> dict[str, Any]:
+    """The service's state, or a clear error (wrong URL, bad token) before the UI starts."""
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/v1/state", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    except httpx.HTTPError as exc:
+        raise AttachError(f"--attach: cannot reach {url}: {exc}") from None
+    if response.status_code != 200:
+        try:
+            message = str(response.json().get("error"))
+        except ValueError:
+            message = response.text[:200]
+        raise AttachError(f"--attach: {url} refused the console ({response.status_code}): {message}")
+    state: dict[str, Any] = response.json()
+    return state
+
+
+def attached_app(url: str, token: str, *, read_only: bool, now: Callable[[], datetime] | None = None) -> Any:
+    client = RemoteGateClient(url, token, read_only=read_only)
+    state = check_attach(url, token)
+    client.controller.locked = bool(state.get("locked"))
+    client.controller.lock_reason = str(state.get("lock_reason") or "")
+    client.paused = bool(state.get("paused"))
+    return make_app(client, client.gate, now=now)  # type: ignore[arg-type]
+
+
+def run_attached(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("PHASE24_TOKEN", "")
+    if not token:
+        raise AttachError("--attach needs a token: --token TOKEN or the PHASE24_TOKEN environment variable")
+    try:
+        app = attached_app(args.attach, token, read_only=args.read_only)
+    except AttachError as exc:
+        import sys
+
+        sys.stderr.write(f"phase24: error: {inert(str(exc), 2000)}\n")
+        return exit_codes.BAD_INPUT
+    code = app.run()
+    errors = app.harness.errors
+    if errors:
+        print(json.dumps({"attach_errors": errors[-5:]}))
+    return code if code is not None else exit_codes.OK

@@ -1,0 +1,119 @@
+"""What the async and sync clients share: request bodies, answers, and the tool decorator."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from phase24_sdk.errors import GateAuthError, GateHttpError
+
+Risk = Literal["LOW", "MEDIUM", "HIGH"]
+LONG_POLL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A tool's declared contract. Declaring nothing means HIGH risk and irreversible."""
+
+    risk: Risk = "HIGH"
+    reversible: bool = False
+    read_only: bool = False
+    description: str = ""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "risk": self.risk,
+            "reversible": self.reversible,
+            "read_only": self.read_only,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """How a gated call ended. `ran` is True when your function ran (a LIVE grant);
+    `value` is its return value, or the service's result for a tool the service runs."""
+
+    proposal_id: str
+    mode: str | None
+    decision: str
+    ran: bool
+    value: Any = None
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GatedTool:
+    """A function the agent executes itself, behind the gate, with a declared contract."""
+
+    fn: Callable[..., Any]
+    name: str
+    contract: Contract
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+def gated_tool(
+    *, risk: Risk = "HIGH", reversible: bool = False, read_only: bool = False, name: str | None = None
+) -> Callable[[Callable[..., Any]], GatedTool]:
+    """Decorator: `@gated_tool(risk="LOW", reversible=True)` makes `fn` a `GatedTool`;
+    run it with `await gate.invoke(tool, confidence, **kwargs)` (or `gate.invoke` on SyncGate)."""
+
+    def wrap(fn: Callable[..., Any]) -> GatedTool:
+        return GatedTool(fn, name or fn.__name__, Contract(risk, reversible, read_only, (fn.__doc__ or "")[:1024]))
+
+    return wrap
+
+
+def proposal_body(
+    agent: str,
+    tool: str,
+    args: dict[str, Any],
+    confidence: float,
+    *,
+    plan_id: str | None,
+    action_id: str | None,
+    contract: Contract | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "agent": agent,
+        "tool": tool,
+        "args": args,
+        "confidence": confidence,
+        "action_id": action_id or uuid.uuid4().hex,
+    }
+    if plan_id is not None:
+        body["plan_id"] = plan_id
+    if contract is not None:
+        body["contract"] = contract.body()
+    return body
+
+
+def outcome_body(value: Any) -> dict[str, Any]:
+    result = value if isinstance(value, dict) else {"value": value}
+    return {"ok": True, "result": result}
+
+
+def failure_body(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:4096]}
+
+
+def checked(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a 2xx response; a GateHttpError naming the field otherwise."""
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            message, field_name = str(body.get("error")), body.get("field")
+        except ValueError:
+            message, field_name = response.text[:200], None
+        cls = GateAuthError if response.status_code == 401 else GateHttpError
+        raise cls(response.status_code, message, field_name)
+    data: dict[str, Any] = response.json()
+    return data

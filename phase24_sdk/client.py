@@ -1,0 +1,164 @@
+"""The async client: `async with connect(url, token, agent="a") as gate: await gate.call(...)`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from phase24_sdk.calls import (
+    LONG_POLL_S,
+    Contract,
+    GatedTool,
+    GateResult,
+    Risk,
+    checked,
+    failure_body,
+    gated_tool,
+    outcome_body,
+    proposal_body,
+)
+from phase24_sdk.errors import GateTimeout, raise_for_decision
+
+RETRIES = 3
+
+
+class Gate:
+    """One agent's connection to a gate service (async)."""
+
+    def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.agent = agent
+        self._http = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(10.0),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Gate:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        # Only a request that never reached the service is retried (the same action_id
+        # makes even a repeated proposal the same proposal).
+        for attempt in range(RETRIES):
+            try:
+                return checked(await self._http.request(method, path, **kwargs))
+            except httpx.ConnectError:
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def propose(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        confidence: float,
+        *,
+        plan_id: str | None = None,
+        action_id: str | None = None,
+        contract: Contract | None = None,
+    ) -> str:
+        body = proposal_body(
+            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+        )
+        return str((await self._send("POST", "/v1/proposals", json=body))["proposal_id"])
+
+    async def status(self, proposal_id: str, wait_s: float = 0.0) -> dict[str, Any]:
+        return await self._send("GET", f"/v1/proposals/{proposal_id}", params={"wait": wait_s}, timeout=wait_s + 10.0)
+
+    async def wait(self, proposal_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Long-poll until the proposal is decided (or `timeout_s` passes: GateTimeout)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = LONG_POLL_S if deadline is None else min(LONG_POLL_S, deadline - time.monotonic())
+            status = await self.status(proposal_id, max(0.0, left))
+            if status.get("decided"):
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise GateTimeout(f"proposal {proposal_id} not decided within {timeout_s:g}s", status)
+
+    async def report(
+        self, grant_id: str, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": ok, "result": result, "error": error}
+        return await self._send("POST", f"/v1/grants/{grant_id}/outcome", json=body)
+
+    async def call(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        confidence: float,
+        fn: Callable[..., Any] | None = None,
+        *,
+        contract: Contract | None = None,
+        plan_id: str | None = None,
+        action_id: str | None = None,
+        decision_timeout_s: float | None = None,
+    ) -> GateResult:
+        """Propose, wait for the decision, run `fn(**args)` only on a LIVE grant, report its outcome.
+
+        Raises GateDenied, GateExpired, GateLocked, GateUnknown or GateFailed when the call
+        does not go ahead. A tool the service runs itself needs no `fn`: its result is returned.
+        """
+        proposal_id = await self.propose(
+            tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+        )
+        status = await self.wait(proposal_id, decision_timeout_s)
+        raise_for_decision(status)
+        grant_id = status.get("grant_id")
+        if grant_id is None:
+            value = status.get("result") if status.get("executed_by") == "service" else None
+            return GateResult(proposal_id, status.get("mode"), str(status["decision"]), False, value, status)
+        if fn is None:
+            await self.report(grant_id, False, error="the caller gave no function to run")
+            raise ValueError(f"{tool} was granted LIVE but no function was given to run it")
+        try:
+            value = fn(**args)
+            if asyncio.iscoroutine(value):
+                value = await value
+        except Exception as exc:
+            await self.report(grant_id, **failure_body(exc))
+            raise
+        final = await self.report(grant_id, **outcome_body(value))
+        raise_for_decision(final)
+        return GateResult(proposal_id, "LIVE", str(final["decision"]), True, value, final)
+
+    async def invoke(self, tool: GatedTool, confidence: float, **kwargs: Any) -> GateResult:
+        """Run a `@gated_tool` function behind the gate."""
+        return await self.call(tool.name, kwargs, confidence, tool.fn, contract=tool.contract)
+
+    def tool(
+        self, *, confidence: float, risk: Risk = "HIGH", reversible: bool = False, read_only: bool = False
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator bound to this gate: the decorated function proposes itself when awaited."""
+
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+            gated = gated_tool(risk=risk, reversible=reversible, read_only=read_only)(fn)
+
+            async def run(**kwargs: Any) -> GateResult:
+                return await self.invoke(gated, confidence, **kwargs)
+
+            run.__name__ = fn.__name__
+            run.__doc__ = fn.__doc__
+            return run
+
+        return wrap
+
+
+def connect(url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> Gate:
+    """`async with connect(url, token, agent="mail_agent") as gate:`"""
+    return Gate(url, token, agent=agent, transport=transport)

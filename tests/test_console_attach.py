@@ -1,0 +1,138 @@
+"""`phase24 console --attach URL`: Pilot-driven consoles attached to a real `phase24 serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from console.app import ConsoleGate, make_app
+from console.approval_prompt import ApprovalModal
+from console.remote import attached_app
+from service.embedded import EmbeddedService
+from service.server import ServeOptions
+from service.tokens import TOKENS_FILE
+from service.tokens import add_token as add_token_to
+from tests.service_fixtures import add_token, phase24, running_service
+
+
+async def wait_until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def add_token_file(out: Path, role: str, name: str) -> str:
+    return add_token_to(out / TOKENS_FILE, role, name)
+
+
+def propose(url: str, token: str, agent: str, tool: str) -> str:
+    body = {"agent": agent, "tool": tool, "confidence": 0.9, "args": {"n": 1}}
+    response = httpx.post(f"{url}/v1/proposals", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["proposal_id"])
+
+
+def status(url: str, token: str, proposal_id: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    return dict(httpx.get(f"{url}/v1/proposals/{proposal_id}", headers=headers).json())
+
+
+async def test_an_attached_operator_console_approves_and_a_read_only_one_only_watches(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        agent = add_token(out, "agent", "data_agent")
+        viewer = add_token(out, "viewer", "wall")
+        operator_app = attached_app(service.url, service.operator, read_only=False)
+        viewer_app = attached_app(service.url, viewer, read_only=True)
+        async with operator_app.run_test(size=(160, 48)) as pilot, viewer_app.run_test(size=(160, 48)) as watch:
+            assert str(viewer_app.query_one("#attach-badge").render()).startswith("[RO]")
+            assert not operator_app.query("#attach-badge")
+            pid = await asyncio.to_thread(propose, service.url, agent, "data_agent", "database_write")
+            await wait_until(pilot, lambda: isinstance(operator_app.screen, ApprovalModal), "the approval prompt")
+            modal = operator_app.screen
+            assert isinstance(modal, ApprovalModal) and modal.request is not None
+            assert modal.request.tool == "database_write"
+            # The read-only console sees the request in its queue but gets no prompt.
+            await wait_until(watch, lambda: bool(viewer_app.view.pending), "the viewer's queue")
+            assert not isinstance(viewer_app.screen, ApprovalModal)
+            await wait_until(pilot, lambda: modal.armed, "the prompt to arm")  # keys answer only once armed
+            await pilot.press("y")
+            done = await asyncio.to_thread(
+                lambda: httpx.get(
+                    f"{service.url}/v1/proposals/{pid}?wait=10", headers={"Authorization": f"Bearer {agent}"}
+                ).json()
+            )
+            assert (done["state"], done["decision"]) == ("COMPLETED", "approved")
+
+            # The viewer's lock key is hidden and does nothing; the operator's locks the service.
+            await watch.press("l")
+            await watch.pause(0.3)
+            assert (await asyncio.to_thread(status, service.url, agent, pid))["decision"] == "approved"
+            assert viewer_app.check_action("lock", ()) is False  # hidden, not only greyed out
+            keys = set(viewer_app.screen.active_bindings)
+            assert not {"l", "ctrl+l", "u", "p"} & keys and "q" in keys
+            assert {"l", "p"} <= set(operator_app.screen.active_bindings)
+            await pilot.press("l")
+            await wait_until(watch, lambda: viewer_app.harness.controller.locked, "the viewer to see the lock")
+            await wait_until(watch, lambda: viewer_app.view.locked, "the viewer's lock banner")
+            await pilot.press("q")
+            await watch.press("q")
+        code, _ = service.stop()
+    assert code == 0
+    decisions = [line for line in (out / "operator_decisions.jsonl").read_text().splitlines() if line]
+    assert '"APPROVE"' in decisions[0] and '"by":"operator:operator"' in decisions[0]
+    assert '"LOCK"' in decisions[1]
+    assert phase24("verify", str(out)).returncode == 0
+
+
+def test_a_refused_attach_token_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        refused = phase24("console", "--attach", service.url, "--token", "p24_wrong")
+        service.stop()
+    assert refused.returncode == 2
+    assert "refused the console (401)" in refused.stderr and "Traceback" not in refused.stderr
+
+
+async def test_console_without_a_plan_serves_agents_and_its_keys_answer_them(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    agent = add_token_file(out, "agent", "data_agent")
+    gate = ConsoleGate()
+    service = EmbeddedService(ServeOptions(port=0, out=out), gate)
+    app = make_app(service, gate)
+    url = service.listening.url
+    try:
+        await _drive_embedded(app, service, url, agent)
+    finally:
+        service.stop("test teardown")  # never leave the embedded service's thread running
+    assert (out / "orchestration_summary.json").exists()
+    assert phase24("verify", str(out)).returncode == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v1/health")
+
+
+async def _drive_embedded(app: Any, service: EmbeddedService, url: str, agent: str) -> None:
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert url in str(app.query_one("#attach-badge").render())
+        await wait_until(pilot, lambda: service.accepting, "the embedded service")
+        pid = await asyncio.to_thread(propose, url, agent, "data_agent", "database_write")
+        await wait_until(pilot, lambda: isinstance(app.screen, ApprovalModal), "the approval prompt")
+        modal = app.screen
+        assert isinstance(modal, ApprovalModal)
+        await wait_until(pilot, lambda: modal.armed, "the prompt to arm")  # keys answer only once armed
+        await pilot.press("y")
+        done = await asyncio.to_thread(
+            lambda: httpx.get(f"{url}/v1/proposals/{pid}?wait=10", headers={"Authorization": f"Bearer {agent}"}).json()
+        )
+        assert (done["state"], done["decision"]) == ("COMPLETED", "approved")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the console to stop", timeout=20)

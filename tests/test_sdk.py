@@ -1,0 +1,126 @@
+"""The Python SDK against a real `phase24 serve`: sync and async, the decorator, and one
+distinct exception per way a call ends without running."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phase24_sdk import (
+    GateAuthError,
+    GateDenied,
+    GateExpired,
+    GateHttpError,
+    GateLocked,
+    connect,
+    connect_sync,
+    gated_tool,
+)
+from tests.service_fixtures import Service, add_token, running_service
+
+ran: list[str] = []
+
+
+@gated_tool(risk="LOW", reversible=True)
+def note(text: str) -> dict[str, Any]:
+    """Append to a list (this test's side effect)."""
+    ran.append(text)
+    return {"n": len(ran)}
+
+
+@gated_tool()  # nothing declared: HIGH risk, irreversible
+def wire_money(amount: int) -> str:
+    ran.append(f"wire {amount}")
+    return "sent"
+
+
+def answer_next(service: Service, tool: str, decision: str) -> threading.Thread:
+    def run() -> None:
+        request = service.wait_for_request(service.operator, tool)
+        with service.client(service.operator) as http:
+            http.post(f"/v1/approvals/{request['request_id']}", json={"decision": decision, "reason": "test"})
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_sync_sdk_runs_only_what_the_gate_allows(tmp_path: Path) -> None:
+    ran.clear()
+    out = tmp_path / "gate"
+    with running_service(out, "--approval-timeout", "1.5") as service:
+        token = add_token(out, "agent", "bot")
+        with connect_sync(service.url, token, agent="bot") as gate:
+            searched = gate.call("memory_search", {"query": "x"}, 0.9)
+            assert (searched.decision, searched.mode, searched.ran) == ("allowed", "LIVE", False)
+            assert searched.value["final_state"] == "COMPLETED"  # the service ran it
+
+            low = gate.invoke(note, 0.9, text="hello")
+            assert (low.ran, low.value, low.decision) == (True, {"n": 1}, "allowed")
+            unsure = gate.invoke(note, 0.6, text="unsure")  # LOW at 0.6: DRY_RUN only
+            assert (unsure.ran, unsure.mode) == (False, "DRY_RUN") and ran == ["hello"]
+
+            approver = answer_next(service, "wire_money", "approve")
+            approved = gate.invoke(wire_money, 0.95, amount=5)
+            approver.join()
+            assert (approved.ran, approved.decision, approved.value) == (True, "approved", "sent")
+
+            denier = answer_next(service, "wire_money", "deny")
+            with pytest.raises(GateDenied) as denied:
+                gate.invoke(wire_money, 0.95, amount=6)
+            denier.join()
+            assert denied.value.status["decision"] == "denied"
+
+            with pytest.raises(GateExpired):  # nobody answers within --approval-timeout
+                gate.invoke(wire_money, 0.95, amount=7)
+            assert ran == ["hello", "wire 5"]
+
+            with service.client(service.operator) as http:
+                http.post("/v1/lock", json={"reason": "stop"})
+            with pytest.raises(GateLocked):
+                gate.invoke(note, 0.9, text="after lock")
+
+            with pytest.raises(GateHttpError) as bad:
+                gate.call("memory_search", {}, 1.5)
+            assert (bad.value.http_status, bad.value.field) == (422, "confidence")
+        with connect_sync(service.url, "p24_wrong", agent="bot") as stranger, pytest.raises(GateAuthError):
+            stranger.call("memory_search", {}, 0.9)
+        assert ran == ["hello", "wire 5"]
+        service.stop()
+
+
+def test_async_sdk_decorator_and_failure_report(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        token = add_token(out, "agent", "bot")
+
+        async def main() -> None:
+            async with connect(service.url, token, agent="bot") as gate:
+
+                @gate.tool(confidence=0.9, risk="MEDIUM", reversible=True)
+                async def fetch(page: int) -> dict[str, Any]:
+                    await asyncio.sleep(0)
+                    return {"page": page}
+
+                result = await fetch(page=3)
+                assert (result.ran, result.value, result.status["state"]) == (True, {"page": 3}, "COMPLETED")
+
+                @gate.tool(confidence=0.9, risk="MEDIUM", reversible=True)
+                def broken() -> None:
+                    raise RuntimeError("disk on fire")
+
+                with pytest.raises(RuntimeError):
+                    await broken()
+                results = await asyncio.gather(*(fetch(page=i) for i in range(10)))
+                assert [r.value["page"] for r in results] == list(range(10))
+
+        asyncio.run(main())
+        with service.client(service.operator) as http:
+            assert 'phase24_grants_total{status="failed"} 1.0' in http.get("/metrics").text
+        service.stop()
+    failed = [line for line in (out / "tool_execution_log.jsonl").read_text().splitlines() if "disk on fire" in line]
+    assert len(failed) == 1
