@@ -53,6 +53,12 @@ def _tools() -> list[types.Tool]:
             annotations=types.ToolAnnotations(read_only_hint=True),
         ),
         types.Tool(
+            name="slow_delete",
+            description="Delete a record, then take `seconds` to answer (destructive).",
+            input_schema={"type": "object", "properties": {"key": {"type": "string"}, "seconds": {"type": "number"}}},
+            annotations=types.ToolAnnotations(destructive_hint=True),
+        ),
+        types.Tool(
             name="crash",
             description="Exit the upstream process mid-call.",
             input_schema=_OBJECT,
@@ -99,6 +105,10 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     if name == "slow":
         await asyncio.sleep(float(args.get("seconds", 60)))
         return _text("slow answer")
+    if name == "slow_delete":
+        _effect(f"delete {args.get('key')}")
+        await asyncio.sleep(float(args.get("seconds", 60)))
+        return _text(f"deleted {args.get('key')}")
     if name == "crash":
         _effect("crash called")
         os._exit(3)

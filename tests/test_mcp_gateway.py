@@ -1,0 +1,181 @@
+"""End to end: the `mcp` SDK's own client, over stdio, against `phase24 mcp-gateway` in a real
+subprocess, which proxies the real MCP server of tests/mcp_upstream.py. Effects are counted
+in the upstream's effects file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = [sys.executable, str(ROOT / "tests" / "mcp_upstream.py")]
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.out = tmp / "gw"
+        self.state = tmp / "state"
+        self.effects = tmp / "effects.txt"
+
+    def effect_lines(self) -> list[str]:
+        return self.effects.read_text().splitlines() if self.effects.exists() else []
+
+    def env(self) -> dict[str, str]:
+        return {"MCP_UPSTREAM_EFFECTS": str(self.effects), "PHASE24_STATE_DIR": str(self.state)}
+
+    def params(self, *options: str) -> StdioServerParameters:
+        args = ["-m", "console.cli", "mcp-gateway", "--out", str(self.out), *options, "--", *UPSTREAM]
+        return StdioServerParameters(command=sys.executable, args=args, env=self.env(), cwd=str(ROOT))
+
+    def intents(self) -> list[tuple[str, str]]:
+        conn = sqlite3.connect(self.out / "journal.sqlite3")
+        try:
+            return [(r[0], r[1]) for r in conn.execute("SELECT tool, status FROM intents ORDER BY rowid")]
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+@asynccontextmanager
+async def gateway(env: Env, *options: str) -> AsyncIterator[ClientSession]:
+    async with stdio_client(env.params(*options)) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def text(result: Any) -> str:
+    assert isinstance(result, types.CallToolResult)
+    return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+async def test_listing_carries_upstream_tools_and_the_confidence_argument(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env) as s:
+            tools = {t.name: t for t in (await s.list_tools()).tools}
+    assert {"lookup", "delete_record", "append_line"} <= set(tools)
+    assert "_phase24_confidence" in tools["lookup"].input_schema["properties"]
+    assert tools["lookup"].input_schema["required"] == ["key"]
+    record = json.loads((env.out / "gateway.json").read_text())
+    judged = {t["exposed"]: t for t in record["tools"]}
+    assert (judged["lookup"]["risk"], judged["lookup"]["requires_approval"]) == ("LOW", False)
+    assert (judged["append_line"]["risk"], judged["append_line"]["reversible"]) == ("HIGH", False)
+    assert judged["append_line"]["judged_by"].startswith("no annotations")
+
+
+async def test_read_only_call_is_forwarded_and_journalled(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env) as s:
+            result = await s.call_tool("lookup", {"key": "k1", "_phase24_confidence": 0.95})
+    assert text(result) == "value of k1"
+    assert not result.is_error
+    log = (env.out / "tool_execution_log.jsonl").read_text()
+    assert '"mode":"LIVE"' in log
+    summary = json.loads((env.out / "orchestration_summary.json").read_text())
+    assert summary["plans_processed"] == 1 and summary["live_executions"] == 1
+
+
+async def test_destructive_and_unannotated_calls_are_denied_by_default_with_no_effect(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env) as s:
+            denied = await s.call_tool("delete_record", {"key": "a"})
+            unannotated = await s.call_tool("append_line", {"line": "x"})
+            again = await s.call_tool("append_line", {"line": "x"})
+    assert denied.is_error and "denied" in text(denied) and "will not help" in text(denied)
+    assert unannotated.is_error and "denied" in text(unannotated)
+    assert again.is_error and "denied earlier" in text(again)
+    assert env.effect_lines() == []
+    decisions = (env.out / "operator_decisions.jsonl").read_text()
+    assert "DENIED_EARLIER" in decisions
+
+
+async def test_with_approval_exactly_one_effect_and_low_confidence_is_not_sent(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env, "--approve-all") as s:
+            done = await s.call_tool("append_line", {"line": "one"})
+            mock = await s.call_tool("append_line", {"line": "two", "_phase24_confidence": 0.3})
+            dry = await s.call_tool("append_line", {"line": "three", "_phase24_confidence": 0.82})
+            bad = await s.call_tool("append_line", {"line": "four", "_phase24_confidence": 7})
+    assert not done.is_error and text(done) == "appended"
+    assert "[phase24 MOCK] NOT SENT" in text(mock)
+    assert "[phase24 DRY_RUN] NOT SENT" in text(dry) and '"line": "three"' in text(dry)
+    assert bad.is_error and "_phase24_confidence" in text(bad)
+    assert env.effect_lines() == ["one"]  # the confidence argument is never forwarded
+    assert env.intents() == [("append_line", "DONE")]
+
+
+async def test_system_wide_lock_stops_calls(env: Env) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "console.cli", "lock", "--reason", "incident"],
+        env={**os.environ, **env.env()},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    with anyio.fail_after(60):
+        async with gateway(env, "--approve-all") as s:
+            result = await s.call_tool("append_line", {"line": "locked?"})
+    assert result.is_error and "LOCKED" in text(result) and "will not help" in text(result)
+    assert env.effect_lines() == []
+
+
+async def test_gateway_killed_mid_call_leaves_unknown_and_never_resends(env: Env) -> None:
+    with anyio.fail_after(90):
+        async with gateway(env, "--approve-all") as s:
+            async with anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    try:
+                        await s.call_tool("slow_delete", {"key": "k", "seconds": 30})
+                    except Exception:
+                        pass  # the gateway dies under this call
+
+                tg.start_soon(call)
+                while env.effect_lines() == []:
+                    await anyio.sleep(0.05)
+                pid = int((env.out / "run.lock").read_text().strip())
+                os.kill(pid, signal.SIGKILL)
+                tg.cancel_scope.cancel()
+    assert env.intents() == [("slow_delete", "PENDING")]
+    with anyio.fail_after(60):
+        async with gateway(env, "--approve-all") as s:
+            again = await s.call_tool("slow_delete", {"key": "k", "seconds": 30})
+    assert again.is_error and "UNKNOWN" in text(again)
+    assert env.effect_lines() == ["delete k"]  # not sent again
+    assert env.intents() == [("slow_delete", "UNKNOWN")]
+    summary = json.loads((env.out / "orchestration_summary.json").read_text())
+    assert [u["tool"] for u in summary["unknown_outcomes"]] == ["slow_delete"]
+
+
+async def test_bad_upstreams_end_the_call_with_a_clear_error_and_the_gateway_stays_up(env: Env) -> None:
+    with anyio.fail_after(90):
+        async with gateway(env, "--approve-all", "--timeout", "1") as s:
+            hung = await s.call_tool("slow", {"seconds": 20})
+            started = time.monotonic()
+            crashed = await s.call_tool("crash", {})
+            after = await s.call_tool("lookup", {"key": "x"})
+            assert time.monotonic() - started < 30
+    assert hung.is_error and "did not answer within 1s" in text(hung)
+    assert crashed.is_error and "UNKNOWN" in text(crashed)
+    # The gateway answered; upstream is gone, and the error says so.
+    assert after.is_error and ("Connection closed" in text(after) or "is down" in text(after))
+    assert ("crash", "UNKNOWN") in env.intents()
