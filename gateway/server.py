@@ -168,9 +168,8 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                 async with stdio_server() as (read_stream, write_stream):
                     await server.run(read_stream, write_stream, server.create_initialization_options())
             summary = harness.summary
-            log(
-                f"run {summary.get('pipeline_id')} finished: {summary.get('status')}; {summary.get('plans_processed')} calls"
-            )
+            status, calls = summary.get("status"), summary.get("plans_processed")
+            log(f"run {summary.get('pipeline_id')} finished: {status}; {calls} calls")
             for upstream in upstreams:
                 upstream.close()
     finally:

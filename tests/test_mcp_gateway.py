@@ -179,3 +179,72 @@ async def test_bad_upstreams_end_the_call_with_a_clear_error_and_the_gateway_sta
     # The gateway answered; upstream is gone, and the error says so.
     assert after.is_error and ("Connection closed" in text(after) or "is down" in text(after))
     assert ("crash", "UNKNOWN") in env.intents()
+
+
+def test_malformed_requests_get_protocol_errors_and_stdout_stays_protocol_only(env: Env) -> None:
+    args = [sys.executable, "-m", "console.cli", "mcp-gateway", "--out", str(env.out), "--", *UPSTREAM]
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    lines = [
+        json.dumps(init),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        "this is not json {",
+        json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": 5}}),
+        json.dumps({"jsonrpc": "2.0", "id": 3, "method": "no/such/method"}),
+        json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "nope", "arguments": {}}}),
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env.env()},
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n".join(lines) + "\n")
+    proc.stdin.flush()
+    answers: dict[Any, Any] = {}
+    raw: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(answers) < 4 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        raw.append(line)
+        answer = json.loads(line)  # every stdout line is JSON-RPC
+        answers[answer.get("id")] = answer
+    proc.stdin.close()
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=30) == 0
+    assert all(json.loads(line) for line in rest.splitlines())
+    assert "error" in answers[2] and "error" in answers[3]
+    assert answers[4]["result"]["isError"] is True and "unknown tool" in json.dumps(answers[4])
+    assert "Traceback" not in "".join(raw) + rest
+
+
+def test_bad_setup_is_one_line_and_exit_2(env: Env, tmp_path: Path) -> None:
+    bad = tmp_path / "gw.toml"
+    bad.write_text('[upstreams.a]\ncommand = "x"\nconfidence = 3\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "console.cli", "mcp-gateway", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "upstreams.a.confidence" in proc.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "console.cli", "mcp-gateway", "--out", str(env.out), "--", "/no/such/server"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and missing.stdout == "" and "could not start" in missing.stderr
