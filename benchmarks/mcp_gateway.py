@@ -1,0 +1,89 @@
+"""Overhead of the MCP gateway per forwarded read-only call.
+
+One process opens two sessions with the `mcp` SDK's client over stdio: one straight to the
+test upstream (tests/mcp_upstream.py), one to `phase24 mcp-gateway -- <that upstream>` (a
+fresh --out in a temporary directory, journal on). It then calls the read-only `lookup` tool
+alternately through each (interleaved, so both see the same machine load), after a warm-up,
+and reports p50 and p95 of each and the p50 the gateway adds (target: <= 1 ms).
+
+Every gateway call runs the full pipeline: MOCK and DRY_RUN steps, the LIVE step (its
+events committed to the journal first: a read-only call has no intent, but the barrier
+before LIVE is a durable commit), the plan result line and the health update.
+
+    python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = [sys.executable, str(ROOT / "tests" / "mcp_upstream.py")]
+TARGET_MS = 1.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(calls: int, out_root: Path) -> dict[str, float]:
+    env = {"MCP_UPSTREAM_EFFECTS": str(out_root / "effects.txt"), "PHASE24_STATE_DIR": str(out_root / "state")}
+    direct = StdioServerParameters(command=UPSTREAM[0], args=UPSTREAM[1:], env=env)
+    gateway = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "console.cli", "mcp-gateway", "--out", str(out_root / "gw"), "--", *UPSTREAM],
+        env=env,
+        cwd=str(ROOT),
+    )
+    times: dict[str, list[float]] = {"direct": [], "gateway": []}
+    async with stdio_client(direct) as (r1, w1), ClientSession(r1, w1) as s1:
+        async with stdio_client(gateway) as (r2, w2), ClientSession(r2, w2) as s2:
+            await s1.initialize()
+            await s2.initialize()
+            sessions = {"direct": s1, "gateway": s2}
+            for i in range(calls + 50):
+                for name, session in sessions.items():
+                    start = time.perf_counter()
+                    result = await session.call_tool("lookup", {"key": f"k{i}"})
+                    elapsed = (time.perf_counter() - start) * 1000.0
+                    if result.is_error:
+                        raise SystemExit(f"{name}: lookup failed: {result}")
+                    if i >= 50:
+                        times[name].append(elapsed)
+    d, g = times["direct"], times["gateway"]
+    return {
+        "direct_p50_ms": statistics.median(d),
+        "direct_p95_ms": _pct(d, 0.95),
+        "gateway_p50_ms": statistics.median(g),
+        "gateway_p95_ms": _pct(g, 0.95),
+        "added_p50_ms": statistics.median(g) - statistics.median(d),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
+        figures = anyio.run(measure, args.calls, Path(tmp))
+    print(f"MCP gateway, {args.calls} read-only calls each, interleaved (cpu count {os.cpu_count()}):")
+    for key, value in figures.items():
+        print(f"  {key:16} {value:8.3f}")
+    verdict = "met" if figures["added_p50_ms"] <= TARGET_MS else "MISSED"
+    print(f"  target: <= {TARGET_MS:g} ms added at p50: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
