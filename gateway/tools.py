@@ -94,6 +94,11 @@ def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
                 override,
                 timeout_s=spec.timeout_s,
             )
+            if contract.compensable:
+                raise ConfigError(
+                    f"upstreams.{spec.name}.tools.{tool.name}: reversible = true needs an undo, and the gateway "
+                    "cannot undo an upstream call (set read_only = true, or leave it irreversible)"
+                )
             confidence = override.confidence if override.confidence is not None else spec.confidence
             tools.append(GatewayTool(name, upstream, tool, contract, confidence, judge(annotations, override).source))
     return tools

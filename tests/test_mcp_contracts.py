@@ -71,3 +71,24 @@ def test_config_errors_name_the_file_and_field() -> None:
         parse_config({"upstreams": {"a": {"command": "x", "confidence": 2}}}, "gw.toml")
     two = parse_config({"upstreams": {"a": {"command": "x"}, "b": {"url": "http://h/mcp", "prefix": "B."}}}, "f")
     assert [u.prefix for u in two.upstreams] == ["a__", "B."]
+
+
+def test_the_example_config_parses_and_a_reversible_override_is_refused() -> None:
+    from pathlib import Path
+
+    import mcp_types as types
+
+    from gateway.config import load_config
+    from gateway.tools import gateway_tools
+    from gateway.upstream import Upstream
+
+    example = load_config(Path(__file__).resolve().parent.parent / "examples" / "mcp_gateway" / "gateway.toml")
+    assert [u.name for u in example.upstreams] == ["test", "search"]
+    cfg = parse_config({"upstreams": {"a": {"command": "x", "tools": {"t": {"reversible": True}}}}}, "f")
+    upstream = Upstream(cfg.upstreams[0])
+    upstream.tools = [types.Tool(name="t", input_schema={"type": "object"})]
+    with pytest.raises(ConfigError, match=r"upstreams.a.tools.t: reversible = true needs an undo"):
+        gateway_tools([upstream])
+    upstream.tools = [types.Tool(name="other", input_schema={"type": "object"})]
+    with pytest.raises(ConfigError, match=r"upstreams.a.tools.t: upstream has no such tool"):
+        gateway_tools([upstream])
