@@ -10,6 +10,10 @@ Every gateway call runs the full pipeline: MOCK and DRY_RUN steps, the LIVE step
 events committed to the journal first: a read-only call has no intent, but the barrier
 before LIVE is a durable commit), the plan result line and the health update.
 
+To split the figure, the same gate pipeline is also timed in process (`pipeline_p50_ms`):
+`Phase24Harness.run_proposal` for one read-only action whose steps answer at once, in a
+journalled run; the rest of the added time is the second stdio JSON-RPC hop and the SDK.
+
     python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
 """
 
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp import ClientSession
@@ -71,6 +76,38 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
     }
 
 
+class _Instant:
+    async def __call__(self, call: object) -> object:
+        from core.bindings import ExecutionOutcome
+
+        return ExecutionOutcome(success=True, duration_ms=0.0, output={}, simulated=False)
+
+
+async def pipeline(calls: int, out: Path) -> float:
+    """p50 of run_proposal alone (ms): one read-only action, instant steps, journal on."""
+    from core.bindings import ToolBinding
+    from core.contracts import ToolContractRegistry
+    from core.harness import Phase24ExecutionConfig, Phase24Harness
+    from core.mcp_contracts import Annotations, contract_for
+    from core.plans import PlannedAction, ToolExecutionPlan
+
+    contract = contract_for("lookup", "", Annotations(read_only=True))
+    config = Phase24ExecutionConfig(output_dir=out, state_dir=out / "state")
+    harness = Phase24Harness(config, registry=ToolContractRegistry([contract]))
+    step: Any = _Instant()
+    harness.executors.bind("lookup", ToolBinding(tool="lookup", mock=step, dry_run=step, live=step))
+    times: list[float] = []
+    async with harness.proposal_session():
+        for i in range(calls + 50):
+            action = PlannedAction(id=f"call-{i}", agent="a", tool="lookup", args={"key": f"k{i}"}, confidence=0.9)
+            plan = ToolExecutionPlan(plan_id=f"mcp-{i}", actions=(action,))
+            start = time.perf_counter()
+            await harness.run_proposal(plan)
+            if i >= 50:
+                times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
@@ -78,6 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
         figures = anyio.run(measure, args.calls, Path(tmp))
+        figures["pipeline_p50_ms"] = anyio.run(pipeline, args.calls, Path(tmp) / "pipeline")
     print(f"MCP gateway, {args.calls} read-only calls each, interleaved (cpu count {os.cpu_count()}):")
     for key, value in figures.items():
         print(f"  {key:16} {value:8.3f}")

@@ -59,7 +59,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     from core.mcp_contracts import DEFAULT_CONFIDENCE, DEFAULT_TIMEOUT_S
     from gateway.config import GatewayConfig, command_line_upstream, load_config
-    from gateway.server import GatewayOptions, serve
+    from gateway.embedded import GatewayOptions
+    from gateway.server import serve
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     command = list(args.upstream)

@@ -1,65 +1,52 @@
-"""The gateway: an MCP server on stdio whose every tool call is a proposal to the embedded gate.
+"""The gateway: an MCP server on stdio that re-exposes upstream tools, each call a proposal.
 
-Each call becomes a one-action plan run by `Phase24Harness.run_proposal`, the same pipeline
-as a plan file's: MOCK -> DRY_RUN -> LIVE by risk and confidence, conflicts, approvals, the
-system-wide lock, the journal (the intent is durable before upstream is called) and the
-output files. Stdout is the protocol channel: every log line goes to stderr.
+The MCP side (`GatewayServer`: list the tools, take a call, strip the confidence argument)
+talks to a `ProposalGate`. The default is the embedded gate (gateway/embedded.py: the
+core in this process). Joining a running `phase24 serve` (`--attach URL --token-file F`)
+would be a second `ProposalGate`, a client of that service; it is not shipped yet (see
+README). Stdout is the protocol channel: every log line goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from core.approval import ApprovalGate, PolicyGate, canonical_action_hash
-from core.canonical import NotCanonical
-from core.contracts import ExecutionMode, ToolContractRegistry
-from core.controller import live_threshold
-from core.errors import ConfigError, JournalError, Phase24Error
-from core.harness import RUN_RECORD, Phase24ExecutionConfig, Phase24Harness
+from core.approval import PolicyGate
+from core.contracts import ToolContractRegistry
+from core.errors import Phase24Error
 from core.mcp_contracts import split_confidence
 from core.outputs import write_text_atomic
-from core.plans import PlannedAction, ToolExecutionPlan
-from core.run_dir_lock import RUN_DIR_LOCK, RunDirLock
+from core.run_dir_lock import RunDirLock
 from gateway.config import GatewayConfig
-from gateway.responses import refused, response
+from gateway.embedded import EmbeddedGate, GatewayOptions, log, make_harness
+from gateway.responses import refused
 from gateway.tools import GatewayTool, Mailbox, binding_for, gateway_tools
 from gateway.upstream import Upstream
 
 GATEWAY_RECORD = "gateway.json"
 
 
-def log(text: str) -> None:
-    print(f"phase24 mcp-gateway: {text}", file=sys.stderr, flush=True)
+class ProposalGate(Protocol):
+    """Where a call is judged, and (LIVE) forwarded: the embedded gate, or later a service."""
+
+    async def propose(
+        self, tool: GatewayTool, arguments: dict[str, Any], confidence: float
+    ) -> types.CallToolResult: ...
 
 
-@dataclass(frozen=True)
-class GatewayOptions:
-    out: Path
-    approve_all: bool = False
-    approval_timeout_s: float = 120.0
-    state_dir: Path | None = None
-    durable_journal: bool = True
+class GatewayServer:
+    """The MCP handlers: the exposed tools, and each call handed to the gate."""
 
-
-class Gateway:
-    """The MCP handlers over one open harness session."""
-
-    def __init__(self, harness: Phase24Harness, tools: list[GatewayTool], mailbox: Mailbox, agent: str) -> None:
-        self.harness = harness
+    def __init__(self, tools: list[GatewayTool], gate: ProposalGate) -> None:
         self.tools = {t.exposed: t for t in tools}
         self.listed = [t.listed() for t in tools]
-        self.mailbox = mailbox
-        self.agent = agent
-        self.calls = len(harness.prior.statuses) if harness.prior else 0
+        self.gate = gate
 
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=self.listed)
@@ -72,49 +59,7 @@ class Gateway:
             confidence, forward = split_confidence(dict(params.arguments or {}), tool.confidence)
         except ValueError as exc:
             return refused(f"{tool.exposed}: {exc}")
-        self.calls += 1
-        action_id = f"call-{self.calls}"
-        try:
-            # Identical calls (agent, tool, arguments) share a plan id, so they share the
-            # action hash: "denied earlier" and the journal's at-most-once apply to them.
-            digest = canonical_action_hash(self.agent, tool.contract.name, forward, "mcp", ExecutionMode.LIVE)
-            action = PlannedAction(
-                id=action_id, agent=self.agent, tool=tool.contract.name, args=forward, confidence=confidence
-            )
-            plan = ToolExecutionPlan(
-                plan_id=f"mcp-{digest[:16]}", description=f"MCP call of {tool.exposed}", actions=(action,)
-            )
-        except (ValueError, NotCanonical) as exc:
-            return refused(f"{tool.exposed}: arguments refused: {str(exc).splitlines()[-1].strip()}")
-        try:
-            result = await self.harness.run_proposal(plan)
-        except (OSError, JournalError) as exc:
-            log(f"storage failure, failing closed: {exc}")
-            return refused(f"the gateway could not write its journal and has locked ({exc}); nothing was sent")
-        outputs = self.mailbox.take(plan.plan_id, action_id)
-        threshold = live_threshold(tool.contract.risk_level, self.harness.config.confidence_threshold_for_live)
-        return response(result.tool_results[0], outputs, tool.exposed, threshold)
-
-
-def _harness(opts: GatewayOptions, registry: ToolContractRegistry, gate: ApprovalGate) -> Phase24Harness:
-    """A new run in OUT, or the gateway's earlier run there continued (its PENDING intents
-    become UNKNOWN and are never re-sent)."""
-    if (opts.out / RUN_RECORD).exists():
-        harness = Phase24Harness.from_interrupted_run(opts.out, gate=gate, registry=registry)
-    else:
-        if any(p.name != RUN_DIR_LOCK for p in opts.out.iterdir()):
-            raise ConfigError(f"--out {opts.out}: not empty and not a gateway run (no {RUN_RECORD})")
-        config = Phase24ExecutionConfig(
-            output_dir=opts.out,
-            approval_timeout_s=opts.approval_timeout_s,
-            state_dir=opts.state_dir,
-            retry_delay_range_s=(0.0, 0.0),
-            durable_journal=opts.durable_journal,
-        )
-        harness = Phase24Harness(config, gate=gate, registry=registry)
-    # An MCP call is never retried by the gateway: a timeout ends it (the agent may call again).
-    harness.conflict_resolver.max_timeout_retries = 0
-    return harness
+        return await self.gate.propose(tool, forward, confidence)
 
 
 def _record(cfg: GatewayConfig, opts: GatewayOptions, tools: list[GatewayTool]) -> str:
@@ -142,8 +87,8 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                     await upstream.start(tg)
                 tools = gateway_tools(upstreams)
                 registry = ToolContractRegistry(t.contract for t in tools)
-                gate: ApprovalGate = PolicyGate(approve_all=opts.approve_all)
-                harness = _harness(opts, registry, gate)
+                gate = PolicyGate(approve_all=opts.approve_all)
+                harness = make_harness(opts, registry, gate)
                 mailbox = Mailbox()
                 for tool in tools:
                     harness.executors.bind(tool.contract.name, binding_for(tool, mailbox, cfg.max_result_bytes))
@@ -160,7 +105,7 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                     f"(the gateway stopped during them); never re-sent: check upstream. See {opts.out}"
                 )
             log(f"{len(tools)} tools from {len(upstreams)} upstream(s); journal and outputs in {opts.out}")
-            gateway = Gateway(harness, tools, mailbox, cfg.agent)
+            gateway = GatewayServer(tools, EmbeddedGate(harness, mailbox, cfg.agent))
             server: Server[Any] = Server(
                 "phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool
             )
