@@ -117,12 +117,26 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     return types.CallToolResult(content=[types.TextContent(type="text", text=f"unknown tool {name}")], is_error=True)
 
 
+def make_server() -> Server[Any]:
+    return Server("phase24-test-upstream", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
 async def main() -> None:
-    server: Server[Any] = Server("phase24-test-upstream", on_list_tools=list_tools, on_call_tool=call_tool)
+    server = make_server()
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+def main_http(port: int) -> None:
+    """The same tools over streamable HTTP at http://127.0.0.1:PORT/mcp."""
+    import uvicorn
+
+    uvicorn.run(make_server().streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     print("test upstream starting", file=sys.stderr)
-    anyio.run(main)
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        main_http(int(sys.argv[2]))
+    else:
+        anyio.run(main)

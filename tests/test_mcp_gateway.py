@@ -248,3 +248,62 @@ def test_bad_setup_is_one_line_and_exit_2(env: Env, tmp_path: Path) -> None:
         timeout=60,
     )
     assert missing.returncode == 2 and missing.stdout == "" and "could not start" in missing.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_two_upstreams_from_a_config_stdio_and_streamable_http_with_prefixes(env: Env, tmp_path: Path) -> None:
+    port = _free_port()
+    http = subprocess.Popen(
+        [*UPSTREAM, "--http", str(port)], env={**os.environ, **env.env()}, stderr=subprocess.DEVNULL
+    )
+    try:
+        import socket
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        config = tmp_path / "gw.toml"
+        config.write_text(
+            f"""agent = "two_upstreams"
+[upstreams.local]
+command = {json.dumps(UPSTREAM[0])}
+args = [{json.dumps(UPSTREAM[1])}]
+[upstreams.local.tools.append_line]
+risk = "MEDIUM"
+[upstreams.remote]
+url = "http://127.0.0.1:{port}/mcp"
+prefix = "web."
+"""
+        )
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "console.cli", "mcp-gateway", "--config", str(config), "--out", str(env.out)],
+            env=env.env(),
+            cwd=str(ROOT),
+        )
+        with anyio.fail_after(60):
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+                await s.initialize()
+                names = {t.name for t in (await s.list_tools()).tools}
+                local = await s.call_tool("local__lookup", {"key": "a"})
+                remote = await s.call_tool("web.lookup", {"key": "b"})
+                lowered = await s.call_tool("local__append_line", {"line": "x"})
+    finally:
+        http.terminate()
+        http.wait(timeout=10)
+    assert {"local__lookup", "web.lookup", "web.delete_record"} <= names
+    assert (text(local), text(remote)) == ("value of a", "value of b")
+    # risk lowered to MEDIUM, but the approval was not dropped: denied by default, no effect
+    assert lowered.is_error and "denied" in text(lowered)
+    assert env.effect_lines() == []
