@@ -46,7 +46,6 @@ def add_gateway_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"journal and outputs (default {DEFAULT_OUT})"
     )
     gw.add_argument("--approve-all", action="store_true", help="grant every approval (demos only; default denies)")
-    gw.add_argument("--approval-timeout", type=_seconds, default=120.0, metavar="S", help="seconds before EXPIRED")
     gw.add_argument("--state-dir", type=Path, default=None, metavar="DIR", help="where the system-wide lock lives")
     gw.add_argument("--agent", default=None, help="the agent name calls are recorded under (default mcp_agent)")
     gw.add_argument("--confidence", type=_unit, default=None, metavar="C", help="default confidence (0.9)")
@@ -83,7 +82,5 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         if not 1 <= len(args.agent) <= 128:
             raise ConfigError("mcp-gateway: --agent: expected a name of 1-128 characters")
         cfg = replace(cfg, agent=args.agent)
-    opts = GatewayOptions(
-        out=args.out, approve_all=args.approve_all, approval_timeout_s=args.approval_timeout, state_dir=args.state_dir
-    )
+    opts = GatewayOptions(out=args.out, approve_all=args.approve_all, state_dir=args.state_dir)
     return anyio.run(serve, cfg, opts)

@@ -35,7 +35,6 @@ def log(text: str) -> None:
 class GatewayOptions:
     out: Path
     approve_all: bool = False
-    approval_timeout_s: float = 120.0
     state_dir: Path | None = None
     durable_journal: bool = True
 
@@ -86,7 +85,6 @@ def make_harness(opts: GatewayOptions, registry: ToolContractRegistry, gate: App
             raise ConfigError(f"--out {opts.out}: not empty and not a gateway run (no {RUN_RECORD})")
         config = Phase24ExecutionConfig(
             output_dir=opts.out,
-            approval_timeout_s=opts.approval_timeout_s,
             state_dir=opts.state_dir,
             retry_delay_range_s=(0.0, 0.0),
             durable_journal=opts.durable_journal,
