@@ -46,13 +46,16 @@ class EmbeddedGate:
         self.harness = harness
         self.mailbox = mailbox
         self.agent = agent
-        self.calls = len(harness.prior.statuses) if harness.prior else 0
+        # Action ids stay unique across restarts of one gateway run: a continued run's ids
+        # start from the journal's last sequence number ("call-0.1", later "call-41.1").
+        self.base = harness.bus.last_seq
+        self.calls = 0
 
     async def propose(self, tool: GatewayTool, arguments: dict[str, Any], confidence: float) -> types.CallToolResult:
         """One call as a proposal; `arguments` are exactly what LIVE would forward."""
         forward = arguments
         self.calls += 1
-        action_id = f"call-{self.calls}"
+        action_id = f"call-{self.base}.{self.calls}"
         try:
             # Identical calls (agent, tool, arguments) share a plan id, so they share the
             # action hash: "denied earlier" and the journal's at-most-once apply to them.

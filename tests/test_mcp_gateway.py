@@ -164,6 +164,10 @@ async def test_gateway_killed_mid_call_leaves_unknown_and_never_resends(env: Env
     assert env.intents() == [("slow_delete", "UNKNOWN")]
     summary = json.loads((env.out / "orchestration_summary.json").read_text())
     assert [u["tool"] for u in summary["unknown_outcomes"]] == ["slow_delete"]
+    log = [json.loads(line) for line in (env.out / "tool_execution_log.jsonl").read_text().splitlines()]
+    resent = [r["action_id"] for line in log for r in line["result"]["tool_results"]]
+    # The refused re-send has its own action id, not the killed call's.
+    assert len(resent) == 1 and resent[0] != summary["unknown_outcomes"][0]["action_id"]
 
 
 async def test_bad_upstreams_end_the_call_with_a_clear_error_and_the_gateway_stays_up(env: Env) -> None:
