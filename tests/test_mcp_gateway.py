@@ -174,11 +174,13 @@ async def test_bad_upstreams_end_the_call_with_a_clear_error_and_the_gateway_sta
     with anyio.fail_after(90):
         async with gateway(env, "--approve-all", "--timeout", "1") as s:
             hung = await s.call_tool("slow", {"seconds": 20})
+            big = await s.call_tool("huge", {"size": 1_100_000})
             started = time.monotonic()
             crashed = await s.call_tool("crash", {})
             after = await s.call_tool("lookup", {"key": "x"})
             assert time.monotonic() - started < 30
     assert hung.is_error and "did not answer within 1s" in text(hung)
+    assert big.is_error and "DID run upstream" in text(big) and "over the gateway's limit" in text(big)
     assert crashed.is_error and "UNKNOWN" in text(crashed)
     # The gateway answered; upstream is gone, and the error says so.
     assert after.is_error and ("Connection closed" in text(after) or "is down" in text(after))
@@ -311,3 +313,21 @@ prefix = "web."
     # risk lowered to MEDIUM, but the approval was not dropped: denied by default, no effect
     assert lowered.is_error and "denied" in text(lowered)
     assert env.effect_lines() == []
+
+
+async def test_concurrent_calls_each_get_their_own_answer(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env, "--approve-all") as s:
+            answers: dict[str, str] = {}
+
+            async def call(name: str, args: dict[str, Any], key: str) -> None:
+                answers[key] = text(await s.call_tool(name, args))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(6):
+                    tg.start_soon(call, "lookup", {"key": f"k{i}"}, f"look{i}")
+                for i in range(3):
+                    tg.start_soon(call, "append_line", {"line": f"line{i}"}, f"append{i}")
+    assert {answers[f"look{i}"] for i in range(6)} == {f"value of k{i}" for i in range(6)}
+    assert [answers[f"append{i}"] for i in range(3)] == ["appended"] * 3
+    assert sorted(env.effect_lines()) == ["line0", "line1", "line2"]
