@@ -112,10 +112,12 @@ async def test_with_approval_exactly_one_effect_and_low_confidence_is_not_sent(e
     with anyio.fail_after(60):
         async with gateway(env, "--approve-all") as s:
             done = await s.call_tool("append_line", {"line": "one"})
+            repeated = await s.call_tool("append_line", {"line": "one"})
             mock = await s.call_tool("append_line", {"line": "two", "_phase24_confidence": 0.3})
             dry = await s.call_tool("append_line", {"line": "three", "_phase24_confidence": 0.82})
             bad = await s.call_tool("append_line", {"line": "four", "_phase24_confidence": 7})
     assert not done.is_error and text(done) == "appended"
+    assert repeated.is_error and "already ran LIVE" in text(repeated)  # identical irreversible: at most once
     assert "[phase24 MOCK] NOT SENT" in text(mock)
     assert "[phase24 DRY_RUN] NOT SENT" in text(dry) and '"line": "three"' in text(dry)
     assert bad.is_error and "_phase24_confidence" in text(bad)
