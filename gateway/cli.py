@@ -83,4 +83,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             raise ConfigError("mcp-gateway: --agent: expected a name of 1-128 characters")
         cfg = replace(cfg, agent=args.agent)
     opts = GatewayOptions(out=args.out, approve_all=args.approve_all, state_dir=args.state_dir)
-    return anyio.run(serve, cfg, opts)
+    try:
+        return anyio.run(serve, cfg, opts)
+    except BaseExceptionGroup as group:
+        # A failure inside the gateway's task group: report its first cause like any other
+        # (one line, the documented exit code), not as a group traceback.
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]
+        raise first from None
