@@ -333,3 +333,29 @@ async def test_concurrent_calls_each_get_their_own_answer(env: Env) -> None:
     assert {answers[f"look{i}"] for i in range(6)} == {f"value of k{i}" for i in range(6)}
     assert [answers[f"append{i}"] for i in range(3)] == ["appended"] * 3
     assert sorted(env.effect_lines()) == ["line0", "line1", "line2"]
+
+
+async def test_one_gateway_per_directory_and_failures_inside_are_one_line(env: Env) -> None:
+    argv = [sys.executable, "-m", "console.cli", "mcp-gateway", "--out", str(env.out), "--", *UPSTREAM]
+    with anyio.fail_after(60):
+        async with gateway(env) as s:
+            await s.list_tools()
+            second = subprocess.run(
+                argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env.env()}, timeout=60
+            )
+    assert second.returncode == 2 and second.stdout == ""
+    assert "another phase24 process" in second.stderr
+    record = env.out / "gateway.json"
+    record.unlink()
+    record.mkdir()  # writing the record now fails inside the gateway's task group
+    broken = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env.env()},
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert broken.returncode == 2 and broken.stdout == ""
+    assert "Traceback" not in broken.stderr and "gateway.json" in broken.stderr
