@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.contracts import RiskLevel, ToolContract
 from core.errors import ConfigError
 
@@ -134,8 +136,8 @@ def contract_for(
             timeout_seconds=timeout,
             max_concurrency=16,
         )
-    except ValueError as exc:
-        problem = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+    except ValidationError as exc:
+        problem = str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"tool {name!r}: the override makes an invalid contract: {problem}") from None
 
 

@@ -17,7 +17,8 @@ import mcp_types as types
 
 from core.bindings import EffectNotApplied, ExecutionOutcome, ToolBinding, ToolCall
 from core.contracts import ToolContract
-from core.mcp_contracts import Annotations, ToolOverride, contract_for, contract_name, with_confidence_arg
+from core.errors import ConfigError
+from core.mcp_contracts import Annotations, ToolOverride, contract_for, contract_name, judge, with_confidence_arg
 from gateway.upstream import Upstream, UpstreamDown
 
 
@@ -67,9 +68,6 @@ def annotations_of(tool: types.Tool) -> Annotations | None:
 
 def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
     """Every upstream tool with its exposed name and contract; duplicate exposed names are refused."""
-    from core.errors import ConfigError
-    from core.mcp_contracts import judge
-
     tools: list[GatewayTool] = []
     exposed: set[str] = set()
     taken: set[str] = set()

@@ -36,7 +36,7 @@ def test_an_override_never_drops_an_approval_silently() -> None:
     assert lowered.risk_level is RiskLevel.MEDIUM and lowered.requires_approval
     explicit = contract_for("act", "", None, ToolOverride(risk=RiskLevel.MEDIUM, requires_approval=False))
     assert not explicit.requires_approval
-    with pytest.raises(ConfigError, match="act"):
+    with pytest.raises(ConfigError, match=r"^tool 'act': .*: act: HIGH risk tools must require approval$"):
         contract_for("act", "", None, ToolOverride(requires_approval=False))  # HIGH without approval
     with pytest.raises(ConfigError, match="act"):
         contract_for("act", "", None, ToolOverride(risk=RiskLevel.LOW, requires_approval=False))  # LOW irreversible
