@@ -10,9 +10,11 @@ Every gateway call runs the full pipeline: MOCK and DRY_RUN steps, the LIVE step
 events committed to the journal first: a read-only call has no intent, but the barrier
 before LIVE is a durable commit), the plan result line and the health update.
 
-To split the figure, the same gate pipeline is also timed in process (`pipeline_p50_ms`):
+To split the figure, two references run in the same session: a bare forwarding proxy
+written with the same SDK and no gate at all (`bare_proxy_*`: the cost of the second stdio
+JSON-RPC hop alone), and the gate pipeline timed in process (`pipeline_p50_ms`:
 `Phase24Harness.run_proposal` for one read-only action whose steps answer at once, in a
-journalled run; the rest of the added time is the second stdio JSON-RPC hop and the SDK.
+journalled run).
 
     python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
 """
@@ -20,6 +22,7 @@ journalled run; the rest of the added time is the second stdio JSON-RPC hop and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -51,29 +54,58 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
         env=env,
         cwd=str(ROOT),
     )
-    times: dict[str, list[float]] = {"direct": [], "gateway": []}
-    async with stdio_client(direct) as (r1, w1), ClientSession(r1, w1) as s1:
-        async with stdio_client(gateway) as (r2, w2), ClientSession(r2, w2) as s2:
-            await s1.initialize()
-            await s2.initialize()
-            sessions = {"direct": s1, "gateway": s2}
-            for i in range(calls + 50):
-                for name, session in sessions.items():
-                    start = time.perf_counter()
-                    result = await session.call_tool("lookup", {"key": f"k{i}"})
-                    elapsed = (time.perf_counter() - start) * 1000.0
-                    if result.is_error:
-                        raise SystemExit(f"{name}: lookup failed: {result}")
-                    if i >= 50:
-                        times[name].append(elapsed)
-    d, g = times["direct"], times["gateway"]
+    bare = StdioServerParameters(
+        command=sys.executable, args=["-m", "benchmarks.mcp_gateway", "--bare-proxy"], env=env, cwd=str(ROOT)
+    )
+    times: dict[str, list[float]] = {"direct": [], "bare_proxy": [], "gateway": []}
+    async with contextlib.AsyncExitStack() as stack:
+        sessions: dict[str, ClientSession] = {}
+        for name, params in (("direct", direct), ("bare_proxy", bare), ("gateway", gateway)):
+            read, write = await stack.enter_async_context(stdio_client(params))
+            sessions[name] = await stack.enter_async_context(ClientSession(read, write))
+            await sessions[name].initialize()
+        for i in range(calls + 50):
+            for name, session in sessions.items():
+                start = time.perf_counter()
+                result = await session.call_tool("lookup", {"key": f"k{i}"})
+                elapsed = (time.perf_counter() - start) * 1000.0
+                if result.is_error:
+                    raise SystemExit(f"{name}: lookup failed: {result}")
+                if i >= 50:
+                    times[name].append(elapsed)
+    d, b, g = times["direct"], times["bare_proxy"], times["gateway"]
     return {
         "direct_p50_ms": statistics.median(d),
         "direct_p95_ms": _pct(d, 0.95),
+        "bare_proxy_p50_ms": statistics.median(b),
+        "bare_proxy_p95_ms": _pct(b, 0.95),
         "gateway_p50_ms": statistics.median(g),
         "gateway_p95_ms": _pct(g, 0.95),
         "added_p50_ms": statistics.median(g) - statistics.median(d),
+        "hop_p50_ms": statistics.median(b) - statistics.median(d),
     }
+
+
+async def bare_proxy() -> None:
+    """A reference, not a product: forward every call to the test upstream, no gate at all."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
+
+    params = StdioServerParameters(command=UPSTREAM[0], args=UPSTREAM[1:], env=dict(os.environ))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as upstream:
+        await upstream.initialize()
+        listed = await upstream.list_tools()
+
+        async def list_tools(ctx: Any, p: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+            return listed
+
+        async def call_tool(ctx: Any, p: types.CallToolRequestParams) -> types.CallToolResult:
+            return await upstream.call_tool(p.name, p.arguments)
+
+        server: Server[Any] = Server("bare-proxy", on_list_tools=list_tools, on_call_tool=call_tool)
+        async with stdio_server() as (r, w):
+            await server.run(r, w, server.create_initialization_options())
 
 
 class _Instant:
@@ -111,8 +143,12 @@ async def pipeline(calls: int, out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--bare-proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
     args = parser.parse_args()
+    if args.bare_proxy:
+        anyio.run(bare_proxy)
+        return
     with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
         figures = anyio.run(measure, args.calls, Path(tmp))
         figures["pipeline_p50_ms"] = anyio.run(pipeline, args.calls, Path(tmp) / "pipeline")
