@@ -125,19 +125,36 @@ async def test_with_approval_exactly_one_effect_and_low_confidence_is_not_sent(e
     assert env.intents() == [("append_line", "DONE")]
 
 
-async def test_system_wide_lock_stops_calls(env: Env) -> None:
+def _phase24(env: Env, *args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "console.cli", "lock", "--reason", "incident"],
+        [sys.executable, "-m", "console.cli", *args],
         env={**os.environ, **env.env()},
         cwd=ROOT,
         check=True,
         capture_output=True,
     )
+
+
+async def test_system_wide_lock_stops_calls(env: Env) -> None:
+    _phase24(env, "lock", "--reason", "incident")
     with anyio.fail_after(60):
         async with gateway(env, "--approve-all") as s:
             result = await s.call_tool("append_line", {"line": "locked?"})
     assert result.is_error and "LOCKED" in text(result) and "will not help" in text(result)
     assert env.effect_lines() == []
+
+
+async def test_a_lock_taken_while_the_gateway_runs_stops_the_next_calls(env: Env) -> None:
+    with anyio.fail_after(60):
+        async with gateway(env, "--approve-all") as s:
+            before = await s.call_tool("append_line", {"line": "before"})
+            await anyio.to_thread.run_sync(_phase24, env, "lock", "--reason", "stop now")
+            await anyio.sleep(1.0)  # a running gate picks a lock up within half a second
+            after = await s.call_tool("append_line", {"line": "after"})
+            read = await s.call_tool("lookup", {"key": "k"})
+    assert not before.is_error and after.is_error and "LOCKED" in text(after)
+    assert read.is_error and "LOCKED" in text(read)  # everything stays at MOCK
+    assert env.effect_lines() == ["before"]
 
 
 async def test_gateway_killed_mid_call_leaves_unknown_and_never_resends(env: Env) -> None:
