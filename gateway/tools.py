@@ -32,9 +32,18 @@ class GatewayTool:
     judged_by: str
 
     def listed(self) -> types.Tool:
-        """The tool as the gateway lists it: upstream's, renamed, with the confidence argument."""
+        """The tool as the gateway lists it: upstream's, renamed, with the confidence argument,
+        and its description saying how the gate judges it (so an agent knows what to expect)."""
+        c = self.contract
+        gate = f"[Phase 24 gate: {c.risk_level.value} risk, {'reversible' if c.reversible else 'irreversible'}"
+        gate += "; LIVE needs an operator's approval]" if c.requires_approval else "]"
+        description = f"{self.tool.description} {gate}" if self.tool.description else gate
         return self.tool.model_copy(
-            update={"name": self.exposed, "input_schema": with_confidence_arg(self.tool.input_schema)}
+            update={
+                "name": self.exposed,
+                "input_schema": with_confidence_arg(self.tool.input_schema),
+                "description": description,
+            }
         )
 
     def record(self) -> dict[str, Any]:

@@ -75,6 +75,9 @@ async def test_listing_carries_upstream_tools_and_the_confidence_argument(env: E
     assert {"lookup", "delete_record", "append_line"} <= set(tools)
     assert "_phase24_confidence" in tools["lookup"].input_schema["properties"]
     assert tools["lookup"].input_schema["required"] == ["key"]
+    assert tools["lookup"].description == "Look a key up (read-only). [Phase 24 gate: LOW risk, reversible]"
+    assert tools["append_line"].description is not None
+    assert tools["append_line"].description.endswith("HIGH risk, irreversible; LIVE needs an operator's approval]")
     record = json.loads((env.out / "gateway.json").read_text())
     judged = {t["exposed"]: t for t in record["tools"]}
     assert (judged["lookup"]["risk"], judged["lookup"]["requires_approval"]) == ("LOW", False)
