@@ -34,6 +34,13 @@ def refused(text: str) -> types.CallToolResult:
 def _denial(approval: dict[str, Any] | None, reason: str) -> str:
     outcome = (approval or {}).get("outcome", "")
     by = (approval or {}).get("decided_by", "")
+    if "duplicate irreversible action" in reason:
+        return (
+            "an identical irreversible call is already running or has run in this gateway run "
+            f"(the journal holds its intent), and the gateway never repeats an irreversible effect. {NO_RETRY}"
+        )
+    if approval is not None and approval.get("approved"):
+        return f"{reason}. {NO_RETRY}"  # approved, then held (the lock, a changed action)
     if outcome == "EXPIRED":
         return f"the approval request EXPIRED (no answer in time): {reason}. {NO_RETRY}"
     if outcome == "DENIED_EARLIER":
@@ -102,6 +109,18 @@ def response(
         )
     if state == "LOCKED":
         return _error(f"phase24 gateway: NOT sent to upstream: {_denial(approval, reason)}", details)
+    if "LIVE intent as PENDING" in reason:
+        return _error(
+            "phase24 gateway: NOT sent: an identical irreversible call is running right now (journal intent "
+            f"PENDING), and the gateway never sends the same irreversible call twice. {NO_RETRY}",
+            details,
+        )
+    if "LIVE intent as FAILED" in reason:
+        return _error(
+            f"phase24 gateway: NOT sent: an identical irreversible call failed LIVE earlier in this gateway run "
+            f"(journal intent FAILED) and is never retried. {NO_RETRY}",
+            details,
+        )
     if "UNKNOWN" in reason:
         return _error(
             f"phase24 gateway: the outcome of this call is UNKNOWN: {reason}. Upstream may have acted. "

@@ -350,9 +350,13 @@ async def test_concurrent_calls_each_get_their_own_answer(env: Env) -> None:
                     tg.start_soon(call, "lookup", {"key": f"k{i}"}, f"look{i}")
                 for i in range(3):
                     tg.start_soon(call, "append_line", {"line": f"line{i}"}, f"append{i}")
+                for i in range(3):  # three identical irreversible calls at once
+                    tg.start_soon(call, "append_line", {"line": "same"}, f"same{i}")
     assert {answers[f"look{i}"] for i in range(6)} == {f"value of k{i}" for i in range(6)}
     assert [answers[f"append{i}"] for i in range(3)] == ["appended"] * 3
-    assert sorted(env.effect_lines()) == ["line0", "line1", "line2"]
+    same = sorted(answers[f"same{i}"] for i in range(3))
+    assert same[0] == "appended" and all("NOT sent" in a for a in same[1:])
+    assert sorted(env.effect_lines()) == ["line0", "line1", "line2", "same"]  # at most once
 
 
 async def test_one_gateway_per_directory_and_failures_inside_are_one_line(env: Env) -> None:

@@ -52,3 +52,23 @@ def test_mock_and_dry_run_are_marked_not_sent_and_unknown_says_so() -> None:
     assert "0.85" in _text(dry)
     unknown = response(_result("ABORTED", None, "LIVE outcome UNKNOWN, the effect may have happened"), {}, "t", 0.85)
     assert unknown.is_error and "will not send it again" in _text(unknown)
+
+
+def test_a_held_approved_call_is_not_called_denied() -> None:
+    approval = {"outcome": "APPROVED", "decided_by": "policy:approve-all", "approved": True}
+    duplicate = response(
+        _result("LOCKED", "DRY_RUN", "duplicate irreversible action: the journal already holds its intent", approval),
+        {},
+        "t",
+        0.85,
+    )
+    assert duplicate.is_error and "already running or has run" in _text(duplicate) and "denied" not in _text(duplicate)
+    changed = response(_result("LOCKED", "DRY_RUN", "action changed after approval", approval), {}, "t", 0.85)
+    assert "denied" not in _text(changed) and "action changed after approval" in _text(changed)
+
+
+@pytest.mark.parametrize(("status", "expected"), [("PENDING", "running right now"), ("FAILED", "failed LIVE earlier")])
+def test_an_identical_call_held_by_the_journal_says_why(status: str, expected: str) -> None:
+    reason = f"journal holds this action's LIVE intent as {status}; never retried"
+    result = response(_result("ABORTED", "DRY_RUN", reason), {}, "t", 0.85)
+    assert result.is_error and expected in _text(result) and "NOT sent" in _text(result)
