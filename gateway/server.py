@@ -92,8 +92,8 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                 mailbox = Mailbox()
                 for tool in tools:
                     harness.executors.bind(tool.contract.name, binding_for(tool, mailbox, cfg.max_result_bytes))
-            except (Phase24Error, TimeoutError) as exc:
-                log(str(exc) or "an upstream did not start in time")
+            except Phase24Error as exc:
+                log(str(exc))
                 tg.cancel_scope.cancel()
                 return 2
             write_text_atomic(opts.out / GATEWAY_RECORD, _record(cfg, opts, tools))

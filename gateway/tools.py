@@ -18,7 +18,15 @@ import mcp_types as types
 from core.bindings import EffectNotApplied, ExecutionOutcome, ToolBinding, ToolCall
 from core.contracts import ToolContract
 from core.errors import ConfigError
-from core.mcp_contracts import Annotations, ToolOverride, contract_for, contract_name, judge, with_confidence_arg
+from core.mcp_contracts import (
+    CONFIDENCE_ARG,
+    Annotations,
+    ToolOverride,
+    contract_for,
+    contract_name,
+    judge,
+    with_confidence_arg,
+)
 from gateway.upstream import Upstream, UpstreamDown
 
 
@@ -87,6 +95,11 @@ def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
             raise ConfigError(f"upstreams.{spec.name}.tools.{sorted(unknown)[0]}: upstream has no such tool")
         for tool in upstream.tools:
             name = spec.prefix + tool.name
+            if CONFIDENCE_ARG in (tool.input_schema.get("properties") or {}):
+                raise ConfigError(
+                    f"upstream {spec.name!r}: tool {tool.name!r} has its own argument {CONFIDENCE_ARG!r}, "
+                    "which the gateway adds and strips; it cannot be proxied"
+                )
             if name in exposed:
                 raise ConfigError(f"tool name {name!r} is exposed twice: give the upstreams distinct prefixes")
             exposed.add(name)

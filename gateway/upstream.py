@@ -37,15 +37,17 @@ class Upstream:
 
     async def start(self, tg: TaskGroup, connect_timeout_s: float = 30.0) -> None:
         """Connect, initialize and list the tools; a failure is a Phase24Error naming the upstream."""
-        with anyio.fail_after(connect_timeout_s):
-            try:
+        try:
+            with anyio.fail_after(connect_timeout_s):
                 await tg.start(self._run)
-            except TimeoutError:
-                raise
-            except Exception as exc:
-                raise Phase24Error(
-                    f"upstream {self.spec.name!r} ({self.spec.where}): could not start: {_describe(exc)}"
-                ) from None
+        except TimeoutError:
+            raise Phase24Error(
+                f"upstream {self.spec.name!r} ({self.spec.where}): did not start within {connect_timeout_s:g}s"
+            ) from None
+        except Exception as exc:
+            raise Phase24Error(
+                f"upstream {self.spec.name!r} ({self.spec.where}): could not start: {_describe(exc)}"
+            ) from None
         if self.down_reason is not None:
             raise Phase24Error(f"upstream {self.spec.name!r} ({self.spec.where}): {self.down_reason}")
 

@@ -92,3 +92,19 @@ def test_the_example_config_parses_and_a_reversible_override_is_refused() -> Non
     upstream.tools = [types.Tool(name="other", input_schema={"type": "object"})]
     with pytest.raises(ConfigError, match=r"upstreams.a.tools.t: upstream has no such tool"):
         gateway_tools([upstream])
+    plain = Upstream(parse_config({"upstreams": {"a": {"command": "x"}}}, "f").upstreams[0])
+    plain.tools = [types.Tool(name="t", input_schema={"type": "object", "properties": {CONFIDENCE_ARG: {}}})]
+    with pytest.raises(ConfigError, match=r"tool 't' has its own argument '_phase24_confidence'"):
+        gateway_tools([plain])
+
+
+def test_core_does_not_import_the_mcp_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, core.mcp_contracts, core.harness, core.controller\n"
+        "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', 'mcp_types'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
