@@ -17,9 +17,10 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
+from console.storage_failure import report_storage_failure
 from core.approval import PolicyGate
 from core.contracts import ToolContractRegistry
-from core.errors import Phase24Error
+from core.errors import JournalError, Phase24Error
 from core.mcp_contracts import split_confidence
 from core.outputs import write_text_atomic
 from core.run_dir_lock import RunDirLock
@@ -109,14 +110,21 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
             server: Server[Any] = Server(
                 "phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool
             )
-            async with harness.proposal_session():
-                async with stdio_server() as (read_stream, write_stream):
-                    await server.run(read_stream, write_stream, server.create_initialization_options())
+            failure: BaseException | None = None
+            try:
+                async with harness.proposal_session():
+                    async with stdio_server() as (read_stream, write_stream):
+                        await server.run(read_stream, write_stream, server.create_initialization_options())
+            except (OSError, JournalError) as exc:
+                failure = exc
+            for upstream in upstreams:
+                upstream.close()
+            if failure is not None or harness.storage_error:
+                # Never ends as if all were well: exit 4 and the report on stderr, like `phase24 run`.
+                return report_storage_failure(harness, failure)
             summary = harness.summary
             status, calls = summary.get("status"), summary.get("plans_processed")
             log(f"run {summary.get('pipeline_id')} finished: {status}; {calls} calls")
-            for upstream in upstreams:
-                upstream.close()
     finally:
         dir_lock.release()
     return 0

@@ -383,3 +383,30 @@ async def test_one_gateway_per_directory_and_failures_inside_are_one_line(env: E
     )
     assert broken.returncode == 2 and broken.stdout == ""
     assert "Traceback" not in broken.stderr and "gateway.json" in broken.stderr
+
+
+async def test_a_storage_failure_fails_closed_and_exits_4(env: Env) -> None:
+    limit = 160 * 1024  # RLIMIT_FSIZE: the journal soon cannot grow (Python ignores SIGXFSZ)
+    gateway_argv = ["-m", "console.cli", "mcp-gateway", "--approve-all", "--out", str(env.out), "--", *UPSTREAM]
+    code = (
+        "import os, resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        f"os.execv(sys.executable, [sys.executable, *{gateway_argv!r}])\n"
+    )
+    errlog = env.tmp / "gateway.stderr"
+    params = StdioServerParameters(command=sys.executable, args=["-c", code], env=env.env(), cwd=str(ROOT))
+    answers: list[str] = []
+    with anyio.fail_after(120), errlog.open("w") as err:
+        async with stdio_client(params, errlog=err) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            for i in range(400):
+                result = await s.call_tool("append_line", {"line": f"n{i}"})
+                answers.append(text(result))
+                if result.is_error:
+                    break
+            after = await s.call_tool("append_line", {"line": "after the failure"})
+    assert answers[-1] != "appended", "the journal never filled up"
+    assert after.is_error and "after the failure" not in env.effect_lines()
+    assert len(env.effect_lines()) == len(answers) - 1  # every effect was answered as done
+    stderr = errlog.read_text()
+    assert "storage failure, the run failed closed" in stderr
