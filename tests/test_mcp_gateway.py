@@ -388,10 +388,14 @@ async def test_one_gateway_per_directory_and_failures_inside_are_one_line(env: E
 async def test_a_storage_failure_fails_closed_and_exits_4(env: Env) -> None:
     limit = 160 * 1024  # RLIMIT_FSIZE: the journal soon cannot grow (Python ignores SIGXFSZ)
     gateway_argv = ["-m", "console.cli", "mcp-gateway", "--approve-all", "--out", str(env.out), "--", *UPSTREAM]
-    code = (
-        "import os, resource, sys\n"
-        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
-        f"os.execv(sys.executable, [sys.executable, *{gateway_argv!r}])\n"
+    exit_file = env.tmp / "gateway.exit"
+    code = (  # the gateway under a file-size limit, its stdio inherited, its exit code kept
+        "import resource, subprocess, sys\n"
+        "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, hard))\n"
+        f"rc = subprocess.call([sys.executable, *{gateway_argv!r}])\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))\n"
+        f"open({str(exit_file)!r}, 'w').write(str(rc))\n"
     )
     errlog = env.tmp / "gateway.stderr"
     params = StdioServerParameters(command=sys.executable, args=["-c", code], env=env.env(), cwd=str(ROOT))
@@ -410,3 +414,7 @@ async def test_a_storage_failure_fails_closed_and_exits_4(env: Env) -> None:
     assert len(env.effect_lines()) == len(answers) - 1  # every effect was answered as done
     stderr = errlog.read_text()
     assert "storage failure, the run failed closed" in stderr
+    deadline = time.monotonic() + 30
+    while not exit_file.exists() and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
+    assert exit_file.read_text() == "4"
