@@ -109,6 +109,13 @@ def response(
         )
     if state == "LOCKED":
         return _error(f"phase24 gateway: NOT sent to upstream: {_denial(approval, reason)}", details)
+    if "upstream unavailable:" in reason:
+        why = reason[reason.index("upstream unavailable:") :]
+        return _error(
+            f"phase24 gateway: NOT sent: {why}. Nothing reached upstream; the gateway starts it again, "
+            "so the same call may succeed in a few seconds.",
+            details,
+        )
     if "LIVE intent as PENDING" in reason:
         return _error(
             "phase24 gateway: NOT sent: an identical irreversible call is running right now (journal intent "

@@ -157,6 +157,13 @@ class _Step:
         return {"upstream": self.tool.upstream.spec.name, "tool": self.tool.tool.name, "arguments": call.args}
 
     async def __call__(self, call: ToolCall) -> ExecutionOutcome:
+        if self.mode == "DRY_RUN":
+            # Upstream must be there (started again if it went down) before a LIVE intent is
+            # recorded for a call that could not be sent. No tool is called.
+            try:
+                await self.tool.upstream.connected()
+            except UpstreamDown as exc:
+                raise EffectNotApplied(f"upstream unavailable: {exc}") from None
         if self.mode != "LIVE":
             output = {"phase24_mode": self.mode, "not_sent": True, "would_send": self._would_send(call)}
             self.mailbox.put(call, self.mode, output)

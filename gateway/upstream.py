@@ -1,8 +1,10 @@
 """One upstream MCP server: its connection (stdio or streamable HTTP), its tools, its calls.
 
 The connection lives in its own task (the SDK's context managers must be entered and left
-by one task). If the upstream dies, the task ends, the upstream is marked down with the
-reason, and every later call fails at once with that reason; the gateway stays up.
+by one task). If the upstream dies (its process exits, its connection closes), it is marked
+down with the reason and the gateway stays up; the next call starts it again (at most every
+RESTART_INTERVAL_S), or fails at once, unsent, with the reason. A restarted upstream keeps
+the tools of the first start: their contracts were fixed then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from core.errors import Phase24Error
 from gateway.config import UpstreamSpec
@@ -27,31 +31,41 @@ class UpstreamDown(Phase24Error):
     """The upstream is not connected (it exited, or never started)."""
 
 
+RESTART_INTERVAL_S = 5.0
+"""An upstream that went down is started again on the next call, at most this often."""
+
+
 class Upstream:
-    def __init__(self, spec: UpstreamSpec) -> None:
+    def __init__(self, spec: UpstreamSpec, connect_timeout_s: float = 30.0) -> None:
         self.spec = spec
+        self.connect_timeout_s = connect_timeout_s
         self.tools: list[types.Tool] = []
         self.session: ClientSession | None = None
         self.down_reason: str | None = None
+        self.restarts = 0
         self._stop = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._restarting = anyio.Lock()
+        self._last_start = float("-inf")
 
-    async def start(self, tg: TaskGroup, connect_timeout_s: float = 30.0) -> None:
+    def _where(self) -> str:
+        return f"upstream {self.spec.name!r} ({self.spec.where})"
+
+    async def start(self, tg: TaskGroup) -> None:
         """Connect, initialize and list the tools; a failure is a Phase24Error naming the upstream."""
+        self._tg = tg
+        self._stop = anyio.Event()
+        self.down_reason = None
+        self._last_start = anyio.current_time()
         try:
-            with anyio.fail_after(connect_timeout_s):
-                await tg.start(self._run)
+            with anyio.fail_after(self.connect_timeout_s):
+                await tg.start(self._run, self._stop)
         except TimeoutError:
-            raise Phase24Error(
-                f"upstream {self.spec.name!r} ({self.spec.where}): did not start within {connect_timeout_s:g}s"
-            ) from None
+            raise Phase24Error(f"{self._where()}: did not start within {self.connect_timeout_s:g}s") from None
         except Exception as exc:
-            raise Phase24Error(
-                f"upstream {self.spec.name!r} ({self.spec.where}): could not start: {_describe(exc)}"
-            ) from None
-        if self.down_reason is not None:
-            raise Phase24Error(f"upstream {self.spec.name!r} ({self.spec.where}): {self.down_reason}")
+            raise Phase24Error(f"{self._where()}: could not start: {_describe(exc)}") from None
 
-    async def _run(self, *, task_status: TaskStatus[None]) -> None:
+    async def _run(self, stop: anyio.Event, *, task_status: TaskStatus[None]) -> None:
         started = False
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -68,22 +82,52 @@ class Upstream:
                     read, write = await stack.enter_async_context(stdio_client(params, errlog=sys.stderr))
                 session = await stack.enter_async_context(ClientSession(read, write))
                 await session.initialize()
-                self.tools = await self._list_all(session)
+                tools = await self._list_all(session)
+                if not self.tools:
+                    self.tools = tools  # a restart keeps the tools (and contracts) of the first start
                 self.session = session
                 started = True
                 task_status.started()
-                await self._stop.wait()
+                await stop.wait()
         except Exception as exc:
-            self.down_reason = f"upstream {self.spec.name!r} is down: {_describe(exc)}"
-            print(f"phase24 mcp-gateway: {self.down_reason}", file=sys.stderr)
             if not started:
                 raise
+            self._went_down(f"{_describe(exc)}")
         finally:
-            self.session = None
-            if self.down_reason is None and not self._stop.is_set():
-                self.down_reason = f"upstream {self.spec.name!r} is down: its connection ended"
-        if not started:
-            task_status.started()
+            if started and not stop.is_set():
+                self._went_down("its connection ended")
+
+    def _went_down(self, why: str) -> None:
+        if self.session is None and self.down_reason is not None:
+            return
+        self.session = None
+        self._stop.set()
+        self.down_reason = f"upstream {self.spec.name!r} is down: {why}"
+        print(f"phase24 mcp-gateway: {self.down_reason}", file=sys.stderr, flush=True)
+
+    async def connected(self) -> ClientSession:
+        """The session, starting the upstream again if it went down (at most every RESTART_INTERVAL_S).
+
+        Raises UpstreamDown when there is none: nothing was sent."""
+        async with self._restarting:
+            if self.session is not None:
+                return self.session
+            waited = anyio.current_time() - self._last_start
+            if self._tg is None or waited < RESTART_INTERVAL_S:
+                raise UpstreamDown(
+                    f"{self.down_reason or self._where() + ' is not connected'}; "
+                    f"it is started again at most every {RESTART_INTERVAL_S:g}s"
+                )
+            reason = self.down_reason
+            try:
+                await self.start(self._tg)
+            except Phase24Error as exc:
+                self.down_reason = str(exc)
+                raise UpstreamDown(f"{reason}; starting it again failed: {exc}") from None
+            self.restarts += 1
+            print(f"phase24 mcp-gateway: upstream {self.spec.name!r} started again", file=sys.stderr, flush=True)
+            assert self.session is not None
+            return self.session
 
     @staticmethod
     async def _list_all(session: ClientSession) -> list[types.Tool]:
@@ -98,10 +142,14 @@ class Upstream:
         return tools
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> types.CallToolResult:
-        session = self.session
-        if session is None:
-            raise UpstreamDown(self.down_reason or f"upstream {self.spec.name!r} is not connected")
-        result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
+        """Forward one call. UpstreamDown: it was not sent. Anything else: it may have been."""
+        session = self.session or await self.connected()
+        try:
+            result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
+        except MCPError as exc:
+            if exc.error.code == CONNECTION_CLOSED:
+                self._went_down("its connection closed")
+            raise
         if not isinstance(result, types.CallToolResult):
             raise TypeError(f"upstream answered {type(result).__name__}, not a tool result")
         return result
