@@ -100,11 +100,6 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
             write_text_atomic(opts.out / GATEWAY_RECORD, _record(cfg, opts, tools))
             if opts.approve_all:
                 log("--approve-all: every approval is granted (demos only)")
-            if harness.unknown_outcomes:
-                log(
-                    f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome "
-                    f"(the gateway stopped during them); never re-sent: check upstream. See {opts.out}"
-                )
             log(f"{len(tools)} tools from {len(upstreams)} upstream(s); journal and outputs in {opts.out}")
             gateway = GatewayServer(tools, EmbeddedGate(harness, mailbox, cfg.agent))
             server: Server[Any] = Server(
@@ -113,6 +108,11 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
             failure: BaseException | None = None
             try:
                 async with harness.proposal_session():
+                    if harness.unknown_outcomes:  # known once the session is open (the journal read)
+                        log(
+                            f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
+                            f"gateway stopped during them); never sent again: check upstream. See {opts.out}"
+                        )
                     async with stdio_server() as (read_stream, write_stream):
                         await server.run(read_stream, write_stream, server.create_initialization_options())
             except (OSError, JournalError) as exc:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import mcp_types as types
@@ -57,10 +57,11 @@ def env(tmp_path: Path) -> Env:
 
 
 @asynccontextmanager
-async def gateway(env: Env, *options: str) -> AsyncIterator[ClientSession]:
-    async with stdio_client(env.params(*options)) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-        yield session
+async def gateway(env: Env, *options: str, errlog: TextIO = sys.stderr) -> AsyncIterator[ClientSession]:
+    async with stdio_client(env.params(*options), errlog=errlog) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
 
 
 def text(result: Any) -> str:
@@ -178,9 +179,11 @@ async def test_gateway_killed_mid_call_leaves_unknown_and_never_resends(env: Env
                 os.kill(pid, signal.SIGKILL)
                 tg.cancel_scope.cancel()
     assert env.intents() == [("slow_delete", "PENDING")]
-    with anyio.fail_after(60):
-        async with gateway(env, "--approve-all") as s:
+    errlog = env.tmp / "restart.stderr"
+    with anyio.fail_after(60), errlog.open("w") as err:
+        async with gateway(env, "--approve-all", errlog=err) as s:
             again = await s.call_tool("slow_delete", {"key": "k", "seconds": 30})
+    assert "1 earlier LIVE call(s) have an UNKNOWN outcome" in errlog.read_text()
     assert again.is_error and "UNKNOWN" in text(again)
     assert env.effect_lines() == ["delete k"]  # not sent again
     assert env.intents() == [("slow_delete", "UNKNOWN")]
