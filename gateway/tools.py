@@ -161,7 +161,8 @@ class _Step:
             # Upstream must be there (started again if it went down) before a LIVE intent is
             # recorded for a call that could not be sent. No tool is called.
             try:
-                await self.tool.upstream.connected()
+                if self.tool.upstream.session is None:
+                    await self.tool.upstream.connected()
             except UpstreamDown as exc:
                 raise EffectNotApplied(f"upstream unavailable: {exc}") from None
         if self.mode != "LIVE":
