@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     from service.cli import add_service_commands
 
     add_service_commands(sub)
+    from gateway.cli import add_gateway_command
+
+    add_gateway_command(sub)
     return parser
 
 
@@ -279,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.journal_cli import cmd_resume
 
             return cmd_resume(args)
+        if args.command == "mcp-gateway":
+            from gateway.cli import cmd_gateway
+
+            return cmd_gateway(args)
         if args.command in ("lock", "unlock", "lock-status"):
             from console.lock_cli import cmd_lock, cmd_lock_status, cmd_unlock
 

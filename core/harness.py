@@ -4,12 +4,13 @@ plan, learn, monitor, and write the output files. Everything is published on one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +220,17 @@ class Phase24Harness:
 
     @classmethod
     def from_interrupted_run(
-        cls, run_dir: Path, *, gate: ApprovalGate | None = None, clock: Clock | None = None
+        cls,
+        run_dir: Path,
+        *,
+        gate: ApprovalGate | None = None,
+        clock: Clock | None = None,
+        registry: ToolContractRegistry | None = None,
     ) -> Phase24Harness:
-        """A harness that continues the interrupted run in `run_dir` (see core.resume)."""
+        """A harness that continues the interrupted run in `run_dir` (see core.resume).
+
+        `registry`: the contracts of a run whose tools are not the standard catalogue's nor
+        an executor setup's (the MCP gateway's upstream tools)."""
         from core.journal import read_events
         from core.resume import load_run
 
@@ -229,7 +238,7 @@ class Phase24Harness:
         setup = load_setup(spec) if spec is not None else None
         loaded = load_run(run_dir)
         config = Phase24ExecutionConfig.model_validate({**loaded.config, "output_dir": str(run_dir)})
-        registry = setup.registry if setup is not None else None
+        registry = setup.registry if setup is not None else registry
         harness = cls(config, gate=gate, clock=clock, run_id=loaded.run_id, prior=loaded.prior, registry=registry)
         if setup is not None:
             harness.use_executors(setup)
@@ -440,6 +449,43 @@ class Phase24Harness:
             return await self._run_pipeline()
 
     async def _run_pipeline(self) -> dict[str, Any]:
+        start, follower = await self._open_run()
+        interrupted = False
+        try:
+            interrupted = await self._run_plans()
+        except (OSError, JournalError) as exc:
+            self._write_failed(exc)
+            raise
+        finally:
+            self._finish_run(start, follower, interrupted)
+        return self.summary
+
+    # -- proposals one at a time (a live intake, e.g. the MCP gateway) -----------------
+
+    @contextlib.asynccontextmanager
+    async def proposal_session(self) -> AsyncIterator[Phase24Harness]:
+        """Open the run (outputs, journal, system lock) for proposals that arrive one by one
+        through `run_proposal`, and finish it (summaries, journal closed) on exit."""
+        start, follower = await self._open_run()
+        try:
+            yield self
+        except (OSError, JournalError) as exc:
+            self._write_failed(exc)
+            raise
+        finally:
+            self._finish_run(start, follower, False)
+
+    async def run_proposal(self, plan: ToolExecutionPlan) -> OrchestrationResult:
+        """Run one proposal (a plan, usually of one action) through the same pipeline as a
+        plan file's: conflicts, escalation, approvals, lock, journal, outputs. Only inside
+        `proposal_session`; concurrent calls are allowed."""
+        if self._loop is None or self._run_over:
+            raise Phase24Error("run_proposal: no open proposal session")
+        index = len(self.plans) + (len(self.prior.statuses) if self.prior else 0)
+        self.plans.append(plan)
+        return await self._run_plan(index, plan)
+
+    async def _open_run(self) -> tuple[Any, asyncio.Task[None]]:
         self._loop = asyncio.get_running_loop()
         self.controller.bind_loop(self._loop)
         if self.writer is not None:
@@ -467,46 +513,43 @@ class Phase24Harness:
         )
         if self.unknown_outcomes:
             self.bus.emit(UnknownOutcomes, intents=self.unknown_outcomes)
+        return start, follower
 
-        interrupted = False
+    def _write_failed(self, exc: Exception) -> None:
+        # A write outside the subscribers failed (a plan result, the simulated world):
+        # fail closed like a subscriber failure, and let the caller report it.
+        if self.storage_error is None:
+            self._storage_failed(f"{type(exc).__name__}: {exc}")
+            self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+
+    def _finish_run(self, start: Any, follower: asyncio.Task[None], interrupted: bool) -> None:
+        follower.cancel()
+        health = self._emit_health()
+        self._collect_unknown_outcomes()
+        self.summary = self._summary(start, interrupted or self._stopping)
+        self.bus.emit(
+            RunFinished,
+            plans_processed=len(self.statuses),
+            plans_successful=sum(s.status == "SUCCEEDED" for s in self.statuses),
+            plans_failed=sum(s.status == "FAILED" for s in self.statuses),
+            interrupted=interrupted or self._stopping,
+            status=self.summary["status"],
+        )
         try:
-            interrupted = await self._run_plans()
-        except (OSError, JournalError) as exc:
-            # A write outside the subscribers failed (a plan result, the simulated world):
-            # fail closed like a subscriber failure, and let the caller report it.
-            if self.storage_error is None:
-                self._storage_failed(f"{type(exc).__name__}: {exc}")
-                self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
+            if self.writer is not None:
+                conflicts = self.conflict_resolver.summary()
+                if self.prior is not None:
+                    conflicts = self.prior.merge_conflicts(conflicts)
+                simulated = {"simulated": self.executors.all_simulated}
+                self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
+                self.writer.close()
+        except OSError as exc:
+            self._storage_failed(f"{type(exc).__name__}: {exc}")
+            self.summary = self._summary(start, interrupted or self._stopping)
             raise
         finally:
-            follower.cancel()
-            health = self._emit_health()
-            self._collect_unknown_outcomes()
-            self.summary = self._summary(start, interrupted or self._stopping)
-            self.bus.emit(
-                RunFinished,
-                plans_processed=len(self.statuses),
-                plans_successful=sum(s.status == "SUCCEEDED" for s in self.statuses),
-                plans_failed=sum(s.status == "FAILED" for s in self.statuses),
-                interrupted=interrupted or self._stopping,
-                status=self.summary["status"],
-            )
-            try:
-                if self.writer is not None:
-                    conflicts = self.conflict_resolver.summary()
-                    if self.prior is not None:
-                        conflicts = self.prior.merge_conflicts(conflicts)
-                    simulated = {"simulated": self.executors.all_simulated}
-                    self.writer.write_summaries(self.summary, {**conflicts, **simulated}, {**health, **simulated})
-                    self.writer.close()
-            except OSError as exc:
-                self._storage_failed(f"{type(exc).__name__}: {exc}")
-                self.summary = self._summary(start, interrupted or self._stopping)
-                raise
-            finally:
-                self._close_durable_state()
-                self._run_over = True
-        return self.summary
+            self._close_durable_state()
+            self._run_over = True
 
     async def _run_plans(self) -> bool:
         """Run the loaded plans in order (a gate service consumes a stream instead).
@@ -602,7 +645,7 @@ class Phase24Harness:
             f'"plans":[{plans}],"validations":[{validations}]}}'
         )
 
-    async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> None:
+    async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> OrchestrationResult:
         validation = self.validation_for(plan)
         self.bus.emit(
             PlanStarted,
@@ -628,7 +671,7 @@ class Phase24Harness:
                 rollbacks_executed=0,
             )
             self._finish_plan(index, plan, result, reason)
-            return
+            return result
         result = await self.orchestrator.orchestrate(plan)
         if validation is not None and validation.predicted_success is not None:
             executed = result.successful_executions + result.failed_executions
@@ -646,6 +689,7 @@ class Phase24Harness:
             )
         self._emit_health()
         self._finish_plan(index, plan, result, "")
+        return result
 
     def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
         self.results.append(result)

@@ -1,0 +1,163 @@
+"""Overhead of the MCP gateway per forwarded read-only call.
+
+One process opens two sessions with the `mcp` SDK's client over stdio: one straight to the
+test upstream (tests/mcp_upstream.py), one to `phase24 mcp-gateway -- <that upstream>` (a
+fresh --out in a temporary directory, journal on). It then calls the read-only `lookup` tool
+alternately through each (interleaved, so both see the same machine load), after a warm-up,
+and reports p50 and p95 of each and the p50 the gateway adds (target: <= 1 ms).
+
+Every gateway call runs the full pipeline: MOCK and DRY_RUN steps, the LIVE step (its
+events committed to the journal first: a read-only call has no intent, but the barrier
+before LIVE is a durable commit), the plan result line and the health update.
+
+To split the figure, two references run in the same session: a bare forwarding proxy
+written with the same SDK and no gate at all (`bare_proxy_*`: the cost of the second stdio
+JSON-RPC hop alone), and the gate pipeline timed in process (`pipeline_p50_ms`:
+`Phase24Harness.run_proposal` for one read-only action whose steps answer at once, in a
+journalled run).
+
+    python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = [sys.executable, str(ROOT / "tests" / "mcp_upstream.py")]
+TARGET_MS = 1.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(calls: int, out_root: Path) -> dict[str, float]:
+    env = {"MCP_UPSTREAM_EFFECTS": str(out_root / "effects.txt"), "PHASE24_STATE_DIR": str(out_root / "state")}
+    direct = StdioServerParameters(command=UPSTREAM[0], args=UPSTREAM[1:], env=env)
+    gateway = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "console.cli", "mcp-gateway", "--out", str(out_root / "gw"), "--", *UPSTREAM],
+        env=env,
+        cwd=str(ROOT),
+    )
+    bare = StdioServerParameters(
+        command=sys.executable, args=["-m", "benchmarks.mcp_gateway", "--bare-proxy"], env=env, cwd=str(ROOT)
+    )
+    times: dict[str, list[float]] = {"direct": [], "bare_proxy": [], "gateway": []}
+    async with contextlib.AsyncExitStack() as stack:
+        sessions: dict[str, ClientSession] = {}
+        for name, params in (("direct", direct), ("bare_proxy", bare), ("gateway", gateway)):
+            read, write = await stack.enter_async_context(stdio_client(params))
+            sessions[name] = await stack.enter_async_context(ClientSession(read, write))
+            await sessions[name].initialize()
+        for i in range(calls + 50):
+            for name, session in sessions.items():
+                start = time.perf_counter()
+                result = await session.call_tool("lookup", {"key": f"k{i}"})
+                elapsed = (time.perf_counter() - start) * 1000.0
+                if result.is_error:
+                    raise SystemExit(f"{name}: lookup failed: {result}")
+                if i >= 50:
+                    times[name].append(elapsed)
+    d, b, g = times["direct"], times["bare_proxy"], times["gateway"]
+    return {
+        "direct_p50_ms": statistics.median(d),
+        "direct_p95_ms": _pct(d, 0.95),
+        "bare_proxy_p50_ms": statistics.median(b),
+        "bare_proxy_p95_ms": _pct(b, 0.95),
+        "gateway_p50_ms": statistics.median(g),
+        "gateway_p95_ms": _pct(g, 0.95),
+        "added_p50_ms": statistics.median(g) - statistics.median(d),
+        "hop_p50_ms": statistics.median(b) - statistics.median(d),
+    }
+
+
+async def bare_proxy() -> None:
+    """A reference, not a product: forward every call to the test upstream, no gate at all."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
+
+    params = StdioServerParameters(command=UPSTREAM[0], args=UPSTREAM[1:], env=dict(os.environ))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as upstream:
+        await upstream.initialize()
+        listed = await upstream.list_tools()
+
+        async def list_tools(ctx: Any, p: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+            return listed
+
+        async def call_tool(ctx: Any, p: types.CallToolRequestParams) -> types.CallToolResult:
+            return await upstream.call_tool(p.name, p.arguments)
+
+        server: Server[Any] = Server("bare-proxy", on_list_tools=list_tools, on_call_tool=call_tool)
+        async with stdio_server() as (r, w):
+            await server.run(r, w, server.create_initialization_options())
+
+
+class _Instant:
+    async def __call__(self, call: object) -> object:
+        from core.bindings import ExecutionOutcome
+
+        return ExecutionOutcome(success=True, duration_ms=0.0, output={}, simulated=False)
+
+
+async def pipeline(calls: int, out: Path) -> float:
+    """p50 of run_proposal alone (ms): one read-only action, instant steps, journal on."""
+    from core.bindings import ToolBinding
+    from core.contracts import ToolContractRegistry
+    from core.harness import Phase24ExecutionConfig, Phase24Harness
+    from core.mcp_contracts import Annotations, contract_for
+    from core.plans import PlannedAction, ToolExecutionPlan
+
+    contract = contract_for("lookup", "", Annotations(read_only=True))
+    config = Phase24ExecutionConfig(output_dir=out, state_dir=out / "state")
+    harness = Phase24Harness(config, registry=ToolContractRegistry([contract]))
+    step: Any = _Instant()
+    harness.executors.bind("lookup", ToolBinding(tool="lookup", mock=step, dry_run=step, live=step))
+    times: list[float] = []
+    async with harness.proposal_session():
+        for i in range(calls + 50):
+            action = PlannedAction(id=f"call-{i}", agent="a", tool="lookup", args={"key": f"k{i}"}, confidence=0.9)
+            plan = ToolExecutionPlan(plan_id=f"mcp-{i}", actions=(action,))
+            start = time.perf_counter()
+            await harness.run_proposal(plan)
+            if i >= 50:
+                times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--bare-proxy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
+    args = parser.parse_args()
+    if args.bare_proxy:
+        anyio.run(bare_proxy)
+        return
+    with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
+        figures = anyio.run(measure, args.calls, Path(tmp))
+        figures["pipeline_p50_ms"] = anyio.run(pipeline, args.calls, Path(tmp) / "pipeline")
+    print(f"MCP gateway, {args.calls} read-only calls each, interleaved (cpu count {os.cpu_count()}):")
+    for key, value in figures.items():
+        print(f"  {key:16} {value:8.3f}")
+    verdict = "met" if figures["added_p50_ms"] <= TARGET_MS else "MISSED"
+    print(f"  target: <= {TARGET_MS:g} ms added at p50: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`phase24 mcp-gateway [options] -- UPSTREAM_COMMAND [ARGS...]` (or `--config FILE`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from core.errors import ConfigError
+
+DEFAULT_OUT = Path("outputs/phase24/mcp-gateway")
+
+
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number within 0..1, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"expected a number within 0..1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 86_400):
+        raise argparse.ArgumentTypeError(f"expected finite seconds, 0 < S <= 86400, got {text!r}")
+    return value
+
+
+def add_gateway_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gw = sub.add_parser(
+        "mcp-gateway",
+        help="an MCP server (stdio) that puts an upstream MCP server's tools behind the gate",
+        description="Re-expose an upstream MCP server's tools; every call goes MOCK -> DRY_RUN -> LIVE through "
+        "the embedded gate (deny by default). Stdout is the MCP channel; logs go to stderr.",
+    )
+    gw.add_argument("--config", type=Path, metavar="FILE", help="TOML file naming the upstreams (see README)")
+    gw.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"journal and outputs (default {DEFAULT_OUT})"
+    )
+    gw.add_argument("--approve-all", action="store_true", help="grant every approval (demos only; default denies)")
+    gw.add_argument("--state-dir", type=Path, default=None, metavar="DIR", help="where the system-wide lock lives")
+    gw.add_argument("--agent", default=None, help="the agent name calls are recorded under (default mcp_agent)")
+    gw.add_argument("--confidence", type=_unit, default=None, metavar="C", help="default confidence (0.9)")
+    gw.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="per-call timeout (default 30)")
+    gw.add_argument("upstream", nargs=argparse.REMAINDER, help="-- UPSTREAM_COMMAND [ARGS...]")
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import anyio
+
+    from core.mcp_contracts import DEFAULT_CONFIDENCE, DEFAULT_TIMEOUT_S
+    from gateway.config import GatewayConfig, command_line_upstream, load_config
+    from gateway.embedded import GatewayOptions
+    from gateway.server import serve
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    command = list(args.upstream)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if args.config is not None and command:
+        raise ConfigError("mcp-gateway: give either --config FILE or `-- UPSTREAM_COMMAND`, not both")
+    if args.config is not None:
+        cfg = load_config(args.config)
+        if args.confidence is not None or args.timeout is not None:
+            raise ConfigError("mcp-gateway: with --config, set confidence and timeout_s in the file")
+    else:
+        upstream = command_line_upstream(
+            command,
+            DEFAULT_CONFIDENCE if args.confidence is None else args.confidence,
+            DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,
+        )
+        cfg = GatewayConfig(upstreams=(upstream,))
+    if args.agent is not None:
+        if not 1 <= len(args.agent) <= 128:
+            raise ConfigError("mcp-gateway: --agent: expected a name of 1-128 characters")
+        cfg = replace(cfg, agent=args.agent)
+    opts = GatewayOptions(out=args.out, approve_all=args.approve_all, state_dir=args.state_dir)
+    try:
+        return anyio.run(serve, cfg, opts)
+    except BaseExceptionGroup as group:
+        # A failure inside the gateway's task group: report its first cause like any other
+        # (one line, the documented exit code), not as a group traceback.
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]
+        raise first from None

@@ -1,0 +1,130 @@
+"""The gateway: an MCP server on stdio that re-exposes upstream tools, each call a proposal.
+
+The MCP side (`GatewayServer`: list the tools, take a call, strip the confidence argument)
+talks to a `ProposalGate`. The default is the embedded gate (gateway/embedded.py: the
+core in this process). Joining a running `phase24 serve` (`--attach URL --token-file F`)
+would be a second `ProposalGate`, a client of that service; it is not shipped yet (see
+README). Stdout is the protocol channel: every log line goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from console.storage_failure import report_storage_failure
+from core.approval import PolicyGate
+from core.contracts import ToolContractRegistry
+from core.errors import JournalError, Phase24Error
+from core.mcp_contracts import split_confidence
+from core.outputs import write_text_atomic
+from core.run_dir_lock import RunDirLock
+from gateway.config import GatewayConfig
+from gateway.embedded import EmbeddedGate, GatewayOptions, log, make_harness
+from gateway.responses import refused
+from gateway.tools import GatewayTool, Mailbox, binding_for, gateway_tools
+from gateway.upstream import Upstream
+
+GATEWAY_RECORD = "gateway.json"
+
+
+class ProposalGate(Protocol):
+    """Where a call is judged, and (LIVE) forwarded: the embedded gate, or later a service."""
+
+    async def propose(
+        self, tool: GatewayTool, arguments: dict[str, Any], confidence: float
+    ) -> types.CallToolResult: ...
+
+
+class GatewayServer:
+    """The MCP handlers: the exposed tools, and each call handed to the gate."""
+
+    def __init__(self, tools: list[GatewayTool], gate: ProposalGate) -> None:
+        self.tools = {t.exposed: t for t in tools}
+        self.listed = [t.listed() for t in tools]
+        self.gate = gate
+
+    async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self.listed)
+
+    async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = self.tools.get(params.name)
+        if tool is None:
+            return refused(f"unknown tool {params.name!r}")
+        try:
+            confidence, forward = split_confidence(dict(params.arguments or {}), tool.confidence)
+        except ValueError as exc:
+            return refused(f"{tool.exposed}: {exc}")
+        return await self.gate.propose(tool, forward, confidence)
+
+
+def _record(cfg: GatewayConfig, opts: GatewayOptions, tools: list[GatewayTool]) -> str:
+    return json.dumps(
+        {
+            "agent": cfg.agent,
+            "approve_all": opts.approve_all,
+            "upstreams": [{"name": u.name, "where": u.where, "prefix": u.prefix} for u in cfg.upstreams],
+            "tools": [t.record() for t in tools],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
+    """Run the gateway until the client closes stdin. 0 when it ended normally, 2 on bad setup."""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    dir_lock = RunDirLock.acquire(opts.out)
+    try:
+        async with anyio.create_task_group() as tg:
+            upstreams = [Upstream(spec) for spec in cfg.upstreams]
+            try:
+                for upstream in upstreams:
+                    await upstream.start(tg)
+                tools = gateway_tools(upstreams)
+                registry = ToolContractRegistry(t.contract for t in tools)
+                gate = PolicyGate(approve_all=opts.approve_all)
+                harness = make_harness(opts, registry, gate)
+                mailbox = Mailbox()
+                for tool in tools:
+                    harness.executors.bind(tool.contract.name, binding_for(tool, mailbox, cfg.max_result_bytes))
+            except Phase24Error as exc:
+                log(str(exc))
+                tg.cancel_scope.cancel()
+                return 2
+            write_text_atomic(opts.out / GATEWAY_RECORD, _record(cfg, opts, tools))
+            if opts.approve_all:
+                log("--approve-all: every approval is granted (demos only)")
+            log(f"{len(tools)} tools from {len(upstreams)} upstream(s); journal and outputs in {opts.out}")
+            gateway = GatewayServer(tools, EmbeddedGate(harness, mailbox, cfg.agent))
+            server: Server[Any] = Server(
+                "phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool
+            )
+            failure: BaseException | None = None
+            try:
+                async with harness.proposal_session():
+                    if harness.unknown_outcomes:  # known once the session is open (the journal read)
+                        log(
+                            f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
+                            f"gateway stopped during them); never sent again: check upstream. See {opts.out}"
+                        )
+                    async with stdio_server() as (read_stream, write_stream):
+                        await server.run(read_stream, write_stream, server.create_initialization_options())
+            except (OSError, JournalError) as exc:
+                failure = exc
+            for upstream in upstreams:
+                upstream.close()
+            if failure is not None or harness.storage_error:
+                # Never ends as if all were well: exit 4 and the report on stderr, like `phase24 run`.
+                return report_storage_failure(harness, failure)
+            summary = harness.summary
+            status, calls = summary.get("status"), summary.get("plans_processed")
+            log(f"run {summary.get('pipeline_id')} finished: {status}; {calls} calls")
+    finally:
+        dir_lock.release()
+    return 0

@@ -1,0 +1,193 @@
+"""Each upstream tool as the gateway exposes it: its contract, and its binding per mode.
+
+MOCK answers a clearly marked mock result; DRY_RUN answers what would be sent (upstream,
+tool, exact arguments); neither calls upstream. LIVE forwards exactly the arguments of the
+action as approved (`call.args`) and keeps upstream's answer for the agent. What each step
+produced is left in the `Mailbox` under the call's plan and action, where the server picks
+it up after the core has decided.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+
+from core.bindings import EffectNotApplied, ExecutionOutcome, ToolBinding, ToolCall
+from core.contracts import ToolContract
+from core.errors import ConfigError
+from core.mcp_contracts import (
+    CONFIDENCE_ARG,
+    Annotations,
+    ToolOverride,
+    contract_for,
+    contract_name,
+    judge,
+    with_confidence_arg,
+)
+from gateway.upstream import Upstream, UpstreamDown
+
+
+@dataclass(frozen=True)
+class GatewayTool:
+    exposed: str  # the name the client sees (prefix + upstream's name)
+    upstream: Upstream
+    tool: types.Tool  # as upstream listed it
+    contract: ToolContract
+    confidence: float
+    judged_by: str
+
+    def listed(self) -> types.Tool:
+        """The tool as the gateway lists it: upstream's, renamed, with the confidence argument,
+        and its description saying how the gate judges it (so an agent knows what to expect)."""
+        c = self.contract
+        gate = f"[Phase 24 gate: {c.risk_level.value} risk, {'reversible' if c.reversible else 'irreversible'}"
+        gate += "; LIVE needs an operator's approval]" if c.requires_approval else "]"
+        description = f"{self.tool.description} {gate}" if self.tool.description else gate
+        return self.tool.model_copy(
+            update={
+                "name": self.exposed,
+                "input_schema": with_confidence_arg(self.tool.input_schema),
+                "description": description,
+            }
+        )
+
+    def record(self) -> dict[str, Any]:
+        c = self.contract
+        return {
+            "exposed": self.exposed,
+            "upstream": self.upstream.spec.name,
+            "upstream_tool": self.tool.name,
+            "contract": c.name,
+            "risk": c.risk_level.value,
+            "reversible": c.reversible,
+            "read_only": c.read_only,
+            "requires_approval": c.requires_approval,
+            "timeout_s": c.timeout_seconds,
+            "confidence": self.confidence,
+            "judged_by": self.judged_by,
+        }
+
+
+def annotations_of(tool: types.Tool) -> Annotations | None:
+    a = tool.annotations
+    if a is None:
+        return None
+    return Annotations(
+        read_only=a.read_only_hint,
+        destructive=a.destructive_hint,
+        idempotent=a.idempotent_hint,
+        open_world=a.open_world_hint,
+    )
+
+
+def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
+    """Every upstream tool with its exposed name and contract; duplicate exposed names are refused."""
+    tools: list[GatewayTool] = []
+    exposed: set[str] = set()
+    taken: set[str] = set()
+    for upstream in upstreams:
+        spec = upstream.spec
+        unknown = set(spec.tools) - {t.name for t in upstream.tools}
+        if unknown:
+            raise ConfigError(f"upstreams.{spec.name}.tools.{sorted(unknown)[0]}: upstream has no such tool")
+        for tool in upstream.tools:
+            name = spec.prefix + tool.name
+            if CONFIDENCE_ARG in (tool.input_schema.get("properties") or {}):
+                raise ConfigError(
+                    f"upstream {spec.name!r}: tool {tool.name!r} has its own argument {CONFIDENCE_ARG!r}, "
+                    "which the gateway adds and strips; it cannot be proxied"
+                )
+            if name in exposed:
+                raise ConfigError(f"tool name {name!r} is exposed twice: give the upstreams distinct prefixes")
+            exposed.add(name)
+            override = spec.tools.get(tool.name, ToolOverride())
+            cname = contract_name(name, taken)
+            taken.add(cname)
+            annotations = annotations_of(tool)
+            contract = contract_for(
+                cname,
+                f"MCP tool {tool.name!r} of upstream {spec.name!r}",
+                annotations,
+                override,
+                timeout_s=spec.timeout_s,
+            )
+            if contract.compensable:
+                raise ConfigError(
+                    f"upstreams.{spec.name}.tools.{tool.name}: reversible = true needs an undo, and the gateway "
+                    "cannot undo an upstream call (set read_only = true, or leave it irreversible)"
+                )
+            confidence = override.confidence if override.confidence is not None else spec.confidence
+            tools.append(GatewayTool(name, upstream, tool, contract, confidence, judge(annotations, override).source))
+    return tools
+
+
+class Mailbox:
+    """What each mode's step produced, per (plan, action), until the server collects it."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, call: ToolCall, mode: str, value: Any) -> None:
+        with self._lock:
+            self._items.setdefault((call.plan_id, call.action.id), {})[mode] = value
+
+    def take(self, plan_id: str, action_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._items.pop((plan_id, action_id), {})
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    size: int
+    limit: int
+
+
+class _Step:
+    def __init__(self, tool: GatewayTool, mailbox: Mailbox, max_result_bytes: int, mode: str) -> None:
+        self.tool = tool
+        self.mailbox = mailbox
+        self.max_result_bytes = max_result_bytes
+        self.mode = mode
+
+    def _would_send(self, call: ToolCall) -> dict[str, Any]:
+        return {"upstream": self.tool.upstream.spec.name, "tool": self.tool.tool.name, "arguments": call.args}
+
+    async def __call__(self, call: ToolCall) -> ExecutionOutcome:
+        if self.mode == "DRY_RUN":
+            # Upstream must be there (started again if it went down) before a LIVE intent is
+            # recorded for a call that could not be sent. No tool is called.
+            try:
+                if self.tool.upstream.session is None:
+                    await self.tool.upstream.connected()
+            except UpstreamDown as exc:
+                raise EffectNotApplied(f"upstream unavailable: {exc}") from None
+        if self.mode != "LIVE":
+            output = {"phase24_mode": self.mode, "not_sent": True, "would_send": self._would_send(call)}
+            self.mailbox.put(call, self.mode, output)
+            return ExecutionOutcome(success=True, duration_ms=0.0, output=output, simulated=False)
+        try:
+            result = await self.tool.upstream.call(self.tool.tool.name, call.args, self.tool.contract.timeout_seconds)
+        except UpstreamDown as exc:
+            raise EffectNotApplied(f"not sent: {exc}") from None
+        size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+        self.mailbox.put(
+            call, "LIVE", result if size <= self.max_result_bytes else TooLarge(size, self.max_result_bytes)
+        )
+        output = {"upstream_is_error": bool(result.is_error), "result_bytes": size}
+        return ExecutionOutcome(success=True, duration_ms=0.0, output=output, simulated=False)
+
+
+def binding_for(tool: GatewayTool, mailbox: Mailbox, max_result_bytes: int) -> ToolBinding:
+    return ToolBinding(
+        tool=tool.contract.name,
+        mock=_Step(tool, mailbox, max_result_bytes, "MOCK"),
+        dry_run=_Step(tool, mailbox, max_result_bytes, "DRY_RUN"),
+        live=_Step(tool, mailbox, max_result_bytes, "LIVE"),
+        compensate=None,
+        simulated=False,
+        backend=f"mcp:{tool.upstream.spec.name}",
+    )
