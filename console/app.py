@@ -23,12 +23,13 @@ from textual.containers import Grid
 from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Log, Static, Tab, Tabs
+from textual.widgets import DataTable, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
 from console.approval_prompt import DEFAULT_ARM_DELAY_S, ApprovalModal
 from console.feed import EventFeed
+from console.filter_prompt import FilterPrompt
 from console.modals import ConfirmModal, HelpScreen
 from console.panes import (
     ApprovalsPane,
@@ -36,11 +37,15 @@ from console.panes import (
     HealthPane,
     KeysFooter,
     LockBanner,
+    LogPane,
+    Pane,
     SignalsPane,
     StatusBar,
     ToolLogPane,
     TransitionsPane,
 )
+from console.row_detail import RowDetail
+from console.row_log import RowLog
 from console.run_view import RunView
 from core.approval import ApprovalRequest, QueueGate
 from core.events import Event
@@ -108,6 +113,10 @@ class OperatorConsole(App[int]):
             Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True)
             for i, (key, title) in enumerate(PANES)
         ),
+        # Find and inspect: on the main screen only (a prompt's keys win on its own screen).
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("f", "follow", "Follow", show=False),
     ]
 
     def __init__(
@@ -221,6 +230,15 @@ class OperatorConsole(App[int]):
         if tabs.active != f"tab-{key}":
             tabs.active = f"tab-{key}"
 
+    def focused_pane(self) -> Pane:
+        """The pane holding the focus, else the one on show (narrow terminals)."""
+        node = self.screen_stack[0].focused
+        while node is not None:
+            if isinstance(node, Pane):
+                return node
+            node = node.parent
+        return self.query_one(f"#{self.active_pane}", Pane)
+
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab.id:
             key = event.tab.id.removeprefix("tab-")
@@ -270,11 +288,11 @@ class OperatorConsole(App[int]):
         changes = self.view.apply(events)
         with self.batch_update():
             if changes.transitions:
-                self.query_one("#transitions-log", Log).write_lines(changes.transitions)
+                self.query_one("#transitions-log", RowLog).add_rows(changes.transitions, changes.transition_events)
             if changes.tools:
-                self.query_one("#tools-log", Log).write_lines(changes.tools)
+                self.query_one("#tools-log", RowLog).add_rows(changes.tools, changes.tool_events)
             if changes.signals:
-                self.query_one("#signals-log", Log).write_lines(changes.signals)
+                self.query_one("#signals-log", RowLog).add_rows(changes.signals, changes.signal_events)
             if changes.conflicts:
                 self.query_one(ConflictsPane).render_rows(self.view, changes.conflicts)
             if changes.health:
@@ -345,6 +363,8 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("filter", "clear_filter", "follow"):
+            return self.screen is self.screen_stack[0]
         if action == "lock":
             return None if self.harness.controller.locked else True
         if action == "unlock":
@@ -388,6 +408,67 @@ class OperatorConsole(App[int]):
 
     def action_show_pane(self, key: str) -> None:
         self.show_pane(key)
+        pane = self.query_one(f"#{key}", Pane)
+        focusable = pane.query("RowLog, DataTable")
+        if focusable:
+            focusable.first().focus()
+
+    # -- find and inspect -------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        pane = self.focused_pane()
+
+        def apply(text: str | None) -> None:
+            if text is not None:
+                self.set_pane_filter(pane, text)
+
+        self.push_screen(FilterPrompt(pane.title, pane.filter_text), apply)
+
+    def set_pane_filter(self, pane: Pane, text: str) -> None:
+        if isinstance(pane, LogPane):
+            pane.log.set_filter(text)
+        elif isinstance(pane, ConflictsPane):
+            pane.set_filter(self.view, text)
+        elif isinstance(pane, ApprovalsPane):
+            pane.show_state(text)
+            self._render_approvals()
+        else:
+            self.notify(f"The {pane.title} pane has no rows to filter.", markup=False)
+
+    def action_clear_filter(self) -> None:
+        pane = self.focused_pane()
+        if pane.filter_text:
+            self.set_pane_filter(pane, "")
+
+    def action_follow(self) -> None:
+        pane = self.focused_pane()
+        if isinstance(pane, LogPane):
+            pane.log.follow()
+
+    def action_open_row(self) -> None:
+        pane = self.focused_pane()
+        if isinstance(pane, LogPane):
+            pane.log.action_open_row()
+        else:
+            table = pane.query(DataTable)
+            if table and table.first().row_count:
+                table.first().action_select_cursor()
+
+    def on_row_log_row_opened(self, message: RowLog.RowOpened) -> None:
+        self.push_screen(RowDetail(message.event, self.view.related))
+
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        key = message.row_key.value
+        if key is None:
+            return
+        event: Event | None = None
+        if message.data_table.id == "conflicts-table":
+            found = self.view.related.conflicts.get(key)
+            event = (found[1] or found[0]) if found else None
+        elif message.data_table.id == "approvals-table":
+            event = self.view.pending.get(key)
+        if event is not None:
+            self.push_screen(RowDetail(event, self.view.related))
 
     def action_quit_run(self) -> None:
         worker = self.core_worker
@@ -405,6 +486,9 @@ class OperatorConsole(App[int]):
         yield SystemCommand("Pause / resume", "Stop starting new actions, or carry on", self.action_pause)
         yield SystemCommand("Help", "Every key of the console", self.action_help)
         yield SystemCommand("Quit", "Stop the run cleanly and leave", self.action_quit_run)
+        yield SystemCommand("Filter the pane", "Show only rows containing a text (/; Esc clears)", self.action_filter)
+        yield SystemCommand("Follow", "Back to the newest row and keep following (f or End)", self.action_follow)
+        yield SystemCommand("Row detail", "The selected row in full, with its links (Enter)", self.action_open_row)
         for key, title in PANES:
             yield SystemCommand(
                 f"Show {title}", f"Bring the {title.lower()} pane forward", lambda k=key: self.show_pane(k)

@@ -65,7 +65,13 @@ Everywhere:
   ctrl+l   lock, also while typing in a text box
   u        unlock (asks to confirm; Cancel is the default)
   p        pause / resume (actions in flight finish; nothing new starts)
-  1-6      show a pane: transitions, tools, conflicts, health, approvals, signals
+  1-6      show a pane (and focus it): transitions, tools, conflicts, health,
+           approvals, signals; Tab moves the focus between panes
+  /        filter the focused pane: rows containing a text (agent, tool, state,
+           reason); the pane's title shows the filter; Esc clears it
+  up/down  move the row cursor; Enter opens the row's detail: the whole event,
+           the full reason, the action hash, links to its conflict and decision
+  f, End   follow again: a pane scrolled back stops following and says so
   ctrl+p   command palette: the same actions by name
   ?        this help (? or Escape closes it)
   q        quit: denies every waiting request, escalates nothing more, ends the run
