@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.text import Text
 from textual import events
@@ -28,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from console import exit_codes
 from console.approval_prompt import DEFAULT_ARM_DELAY_S, ApprovalModal
+from console.export import export_pane
 from console.feed import EventFeed
 from console.filter_prompt import FilterPrompt
 from console.modals import ConfirmModal, HelpScreen
@@ -117,6 +119,7 @@ class OperatorConsole(App[int]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("f", "follow", "Follow", show=False),
+        Binding("ctrl+s", "export", "Export", show=False),
     ]
 
     def __init__(
@@ -131,8 +134,22 @@ class OperatorConsole(App[int]):
     ) -> None:
         super().__init__()
         self.harness = harness
+        self._init_screen_state(gate, harness.config.output_dir, autostart, now, tick_s, arm_delay)
+        self._unsubscribe = harness.bus.subscribe(self.feed)
+
+    def _init_screen_state(
+        self,
+        gate: ConsoleGate,
+        export_dir: Path,
+        autostart: bool,
+        now: Callable[[], datetime],
+        tick_s: float,
+        arm_delay: float,
+    ) -> None:
+        """Everything but the core: a replay (console/replay.py) has no harness."""
         self.gate = gate
         gate.app = self
+        self.export_dir = export_dir
         self.autostart = autostart
         self.now = now
         self.tick_s = tick_s
@@ -152,7 +169,7 @@ class OperatorConsole(App[int]):
         self.core_error: str | None = None
         self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
         self._quit_requested = False
-        self._unsubscribe = harness.bus.subscribe(self.feed)
+        self._unsubscribe: Callable[[], None] = lambda: None
         self._switch_interval = sys.getswitchinterval()
 
     # -- layout -----------------------------------------------------------------------
@@ -363,7 +380,7 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("filter", "clear_filter", "follow"):
+        if action in ("filter", "clear_filter", "follow", "export"):
             return self.screen is self.screen_stack[0]
         if action == "lock":
             return None if self.harness.controller.locked else True
@@ -454,6 +471,15 @@ class OperatorConsole(App[int]):
             if table and table.first().row_count:
                 table.first().action_select_cursor()
 
+    def action_export(self) -> None:
+        pane = self.focused_pane()
+        try:
+            svg, rows, count = export_pane(self, self.view, pane, self.export_dir, self.now())
+        except OSError as exc:
+            self.notify(f"Export failed: {exc}", severity="error", markup=False)
+            return
+        self.notify(f"Saved the screen to {svg}\nand {count} rows of {pane.title} to {rows}", markup=False, timeout=10)
+
     def on_row_log_row_opened(self, message: RowLog.RowOpened) -> None:
         self.push_screen(RowDetail(message.event, self.view.related))
 
@@ -488,6 +514,11 @@ class OperatorConsole(App[int]):
         yield SystemCommand("Quit", "Stop the run cleanly and leave", self.action_quit_run)
         yield SystemCommand("Filter the pane", "Show only rows containing a text (/; Esc clears)", self.action_filter)
         yield SystemCommand("Follow", "Back to the newest row and keep following (f or End)", self.action_follow)
+        yield SystemCommand(
+            "Export",
+            "Save a screenshot (SVG) and the focused pane's rows (JSONL) to the run's directory",
+            self.action_export,
+        )
         yield SystemCommand("Row detail", "The selected row in full, with its links (Enter)", self.action_open_row)
         for key, title in PANES:
             yield SystemCommand(

@@ -131,8 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
     )
+    replay = sub.add_parser("replay", help="play a finished or crashed run's journal in the console (read-only)")
+    replay.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    replay.add_argument(
+        "--speed", type=_speed, default=1.0, metavar="X", help="times real time (default 1; quiet stretches cut to 2 s)"
+    )
+    replay.add_argument("--paused", action="store_true", help="start paused (p plays, . steps one event)")
     add_lock_commands(sub)
     return parser
+
+
+def _speed(text: str) -> float:
+    from console.replay import speed_value
+
+    return speed_value(text)
 
 
 def _arm_delay(text: str) -> float:
@@ -258,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.journal_cli import cmd_verify
 
             return cmd_verify(args)
+        if args.command == "replay":
+            from console.replay import cmd_replay
+
+            return cmd_replay(args)
         if args.command == "resume":
             from console.journal_cli import cmd_resume
 

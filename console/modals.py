@@ -72,6 +72,9 @@ Everywhere:
   up/down  move the row cursor; Enter opens the row's detail: the whole event,
            the full reason, the action hash, links to its conflict and decision
   f, End   follow again: a pane scrolled back stops following and says so
+  ctrl+s   export: screenshot (SVG) + the focused pane's rows (JSONL) into the
+           run's directory (console_exports/); a notice says where
+In a replay (phase24 replay RUN_DIR): p pauses, . steps one event, + - speed.
   ctrl+p   command palette: the same actions by name
   ?        this help (? or Escape closes it)
   q        quit: denies every waiting request, escalates nothing more, ends the run
