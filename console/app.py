@@ -32,7 +32,10 @@ from console.approval_prompt import DEFAULT_ARM_DELAY_S, ApprovalModal
 from console.export import export_pane
 from console.feed import EventFeed
 from console.filter_prompt import FilterPrompt
+from console.health_explain import HealthExplained
+from console.keymap import keys_in_force
 from console.modals import ConfirmModal, HelpScreen
+from console.notice import ApprovalNotice
 from console.panes import (
     ApprovalsPane,
     ConflictsPane,
@@ -102,24 +105,25 @@ def _utcnow() -> datetime:
 class OperatorConsole(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "Phase 24 operator console"
+    # Every binding has an id: a keymap file (console/keymap.py) may move it to another key.
     BINDINGS = [
-        Binding("l", "lock", "Lock", priority=True),
-        Binding("ctrl+l", "lock", "Lock", show=False, priority=True),
-        Binding("u", "unlock", "Unlock"),
+        Binding("l", "lock", "Lock", priority=True, id="lock"),
+        Binding("ctrl+l", "lock", "Lock", show=False, priority=True, id="lock_typing"),
+        Binding("u", "unlock", "Unlock", id="unlock"),
         # Priority: these work on every screen, the approval prompt included (a printable
         # key still goes to a focused text box first).
-        Binding("p", "pause", "Pause/Resume", priority=True),
-        Binding("question_mark", "help", "Help", key_display="?", priority=True),
-        Binding("q", "quit_run", "Quit", priority=True),
+        Binding("p", "pause", "Pause/Resume", priority=True, id="pause"),
+        Binding("question_mark", "help", "Help", key_display="?", priority=True, id="help"),
+        Binding("q", "quit_run", "Quit", priority=True, id="quit"),
         *(
-            Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True)
+            Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True, id=f"pane_{i + 1}")
             for i, (key, title) in enumerate(PANES)
         ),
         # Find and inspect: on the main screen only (a prompt's keys win on its own screen).
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("f", "follow", "Follow", show=False),
-        Binding("ctrl+s", "export", "Export", show=False),
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("f", "follow", "Follow", show=False, id="follow"),
+        Binding("ctrl+s", "export", "Export", show=False, id="export"),
     ]
 
     def __init__(
@@ -150,6 +154,8 @@ class OperatorConsole(App[int]):
         self.gate = gate
         gate.app = self
         self.export_dir = export_dir
+        self.notice = ApprovalNotice()  # bell and desktop notification: off unless asked for
+        self.keymap: dict[str, str] = {}
         self.autostart = autostart
         self.now = now
         self.tick_s = tick_s
@@ -357,6 +363,7 @@ class OperatorConsole(App[int]):
 
     def on_approval_arrived(self, message: ApprovalArrived) -> None:
         self._approvals.put_nowait(message.request)
+        self.notice.approval_requested(message.request, self.bell)
 
     async def _approval_loop(self) -> None:
         while True:
@@ -421,7 +428,7 @@ class OperatorConsole(App[int]):
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
         else:
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(keys_in_force(type(self), self.keymap)))
 
     def action_show_pane(self, key: str) -> None:
         self.show_pane(key)
@@ -429,6 +436,8 @@ class OperatorConsole(App[int]):
         focusable = pane.query("RowLog, DataTable")
         if focusable:
             focusable.first().focus()
+        elif pane.can_focus:
+            pane.focus()
 
     # -- find and inspect -------------------------------------------------------------
 
@@ -466,10 +475,20 @@ class OperatorConsole(App[int]):
         pane = self.focused_pane()
         if isinstance(pane, LogPane):
             pane.log.action_open_row()
+        elif isinstance(pane, HealthPane):
+            self.action_explain_health()
         else:
             table = pane.query(DataTable)
             if table and table.first().row_count:
                 table.first().action_select_cursor()
+
+    def use_keymap(self, keymap: dict[str, str]) -> None:
+        """Keys moved by a validated keymap (console/keymap.py); the help shows them."""
+        self.keymap = dict(keymap)
+        self.set_keymap(keymap)
+
+    def action_explain_health(self) -> None:
+        self.push_screen(HealthExplained(self.view))
 
     def action_export(self) -> None:
         pane = self.focused_pane()
@@ -519,6 +538,11 @@ class OperatorConsole(App[int]):
             "Save a screenshot (SVG) and the focused pane's rows (JSONL) to the run's directory",
             self.action_export,
         )
+        yield SystemCommand(
+            "Explain health",
+            "Each metric's share of the score, its threshold and trend; the rules that fired",
+            self.action_explain_health,
+        )
         yield SystemCommand("Row detail", "The selected row in full, with its links (Enter)", self.action_open_row)
         for key, title in PANES:
             yield SystemCommand(
@@ -540,11 +564,14 @@ def make_app(
 
 def run_console(args: argparse.Namespace) -> int:
     from console.cli import prepare
+    from console.console_options import apply_console_options, load_console_keymap
 
+    keymap = load_console_keymap(args, OperatorConsole)  # a bad keys file stops us before the run
     gate = ConsoleGate()
     harness = prepare(args, gate=gate)
     arm_delay = getattr(args, "arm_delay", None)
     app = make_app(harness, gate, arm_delay=DEFAULT_ARM_DELAY_S if arm_delay is None else arm_delay)
+    apply_console_options(app, args, keymap)
     code = app.run()
     out = harness.config.output_dir
     summary = harness.summary

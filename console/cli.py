@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console import exit_codes
+from console.console_options import add_console_options
 from console.lock_cli import add_lock_commands, add_state_dir_option
 
 DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MOCK -> DRY_RUN -> LIVE escalation."
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an approval prompt must be on screen, with no answer key pressed, before it accepts one"
         " (default 0.6, at least 0.3)",
     )
+    add_console_options(watch)
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_speed, default=1.0, metavar="X", help="times real time (default 1; quiet stretches cut to 2 s)"
     )
     replay.add_argument("--paused", action="store_true", help="start paused (p plays, . steps one event)")
+    add_console_options(replay)
     add_lock_commands(sub)
     return parser
 

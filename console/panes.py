@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
@@ -265,7 +266,11 @@ class ConflictsPane(Pane):
             table.remove_row(key)
 
 
-class HealthPane(Pane):
+class HealthPane(Pane, can_focus=True):
+    """Focusable: Enter explains the score (console/health_explain.py)."""
+
+    BINDINGS = [Binding("enter", "app.explain_health", "Explain", show=False)]
+
     def compose(self) -> ComposeResult:
         yield Readout(Text("waiting for the first health update"), id="health-score")
         yield Sparkline([], id="health-spark", summary_function=min)

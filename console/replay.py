@@ -47,9 +47,9 @@ class ReplayConsole(OperatorConsole):
 
     CSS = "#replay-bar { height: 1; background: $panel; }"
     BINDINGS = [
-        Binding("period", "step", "Step", key_display="."),
-        Binding("plus", "speed(2.0)", "Faster", key_display="+", show=False),
-        Binding("minus", "speed(0.5)", "Slower", key_display="-", show=False),
+        Binding("period", "step", "Step", key_display=".", id="step"),
+        Binding("plus", "speed(2.0)", "Faster", key_display="+", show=False, id="faster"),
+        Binding("minus", "speed(0.5)", "Slower", key_display="-", show=False, id="slower"),
     ]
 
     def __init__(
@@ -192,8 +192,10 @@ class ReplayConsole(OperatorConsole):
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from console.console_options import apply_console_options, load_console_keymap
     from core.journal import read_events
 
+    keymap = load_console_keymap(args, ReplayConsole)
     run_dir: Path = args.run_dir
     events = list(read_events(run_dir))
     if not events:
@@ -201,5 +203,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         raise BadInput(f"{run_dir}: the journal holds no events to replay")
     app = ReplayConsole(events, run_dir, speed=args.speed, paused=args.paused)
+    apply_console_options(app, args, keymap)
     code = app.run()
     return code if code is not None else exit_codes.OK

@@ -122,6 +122,7 @@ class RunView:
     health_tier: str = ""
     health_history: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     metrics: dict[str, float] = field(default_factory=dict)
+    metric_history: dict[str, deque[float]] = field(default_factory=dict)  # for the trends
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     conflicts: OrderedDict[str, ConflictRow] = field(default_factory=OrderedDict)
     conflicts_total: int = 0
@@ -205,6 +206,11 @@ class RunView:
         self.health_tier = e.health_assessment
         self.health_history.append(e.health_score)
         self.metrics = e.metrics
+        for name, value in e.metrics.items():
+            history = self.metric_history.get(name)
+            if history is None:
+                history = self.metric_history[name] = deque(maxlen=120)
+            history.append(value)
         self.anomalies = e.anomalies
         c.health = True
 

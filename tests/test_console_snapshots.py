@@ -247,4 +247,20 @@ def test_replay_paused_after_three_steps(snap_compare: Snap, tmp_path: Path) -> 
     harness.execute_orchestration_pipeline()
     app = ReplayConsole(list(read_events(out)), out, speed=1.0, paused=True)
     app.animation_level = "none"
+    app.title = "Replay"  # not the temporary directory's name, which changes per run
     assert snap_compare(app, terminal_size=SIZE, press=["period"] * 40)
+
+
+def test_health_explained(snap_compare: Snap) -> None:
+    harness, events = headless(
+        [degraded_plan()],
+        gate=PolicyGate(approve_all=True),
+        health_every=2,
+        health_min_interval_s=0,
+        enable_rollback_on_failure=False,
+    )
+
+    async def explain(pilot: Pilot[Any]) -> None:
+        await pilot.press("4", "enter")
+
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(events, explain))
