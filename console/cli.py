@@ -231,15 +231,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from console.report import print_summary
+    from console.run_progress import RunProgress
     from console.safe_stdout import SafeStdout
     from console.storage_failure import report_storage_failure
     from core.errors import JournalError
 
     harness = prepare(args, approve_all=args.approve_all)
+    progress = RunProgress.for_output(sys.stdout)  # None unless stdout is a terminal
+    unsubscribe = harness.bus.subscribe(progress) if progress is not None else None
     try:
-        summary = harness.execute_orchestration_pipeline()
+        if progress is not None:
+            with progress:
+                summary = harness.execute_orchestration_pipeline()
+        else:
+            summary = harness.execute_orchestration_pipeline()
     except (OSError, JournalError) as exc:
         return report_storage_failure(harness, exc)
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
     out = harness.config.output_dir
     try:
         conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
