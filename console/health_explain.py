@@ -42,7 +42,7 @@ def condition(rule: AnomalyRule) -> str:
 
 
 def rule_text(rule: AnomalyRule) -> str:
-    return f"{rule.anomaly_type.value} (sev {rule.severity}) if {condition(rule)}"
+    return f"{condition(rule)}: {rule.anomaly_type.value} (sev {rule.severity})"
 
 
 def trend(history: Sequence[float], worse_when_higher: bool | None) -> Text:
@@ -69,22 +69,17 @@ def explain(view: RunView) -> RenderableType:
     intro = Text.assemble(
         ("Health ", "bold"),
         (f"{view.health_score:g} / 100 {view.health_tier}", "bold"),
-        " = 100 × Σ weight × term; a term is the metric as a fraction 0..1, or 1 − it where higher is worse.\n",
+        " = Σ points; a metric gives 100 × weight × its value as a fraction 0..1, or × (1 − it) for the"
+        " metrics marked ↓ (higher is worse).\n",
         "Tiers: EXCELLENT ≥ 90, GOOD ≥ 75, FAIR ≥ 60, POOR below. Trend: change over the last "
         f"{TREND_WINDOW} updates (green better, red worse).",
     )
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column, justify in (
-        ("metric", "left"),
-        ("value", "right"),
-        ("term", "right"),
-        ("weight", "right"),
-        ("points", "right"),
-        ("lost", "right"),
-        ("anomaly rule", "left"),
-        ("trend", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("metric", no_wrap=True, min_width=20)
+    for column in ("value", "weight", "points", "lost"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("anomaly rule", overflow="fold")
+    table.add_column("trend", no_wrap=True)
     terms = {metric: (weight, worse) for metric, weight, worse in SCORE_TERMS}
     for metric, value in view.metrics.items():
         if metric == "system_health_score":
@@ -94,26 +89,22 @@ def explain(view: RunView) -> RenderableType:
         if metric in terms:
             weight, worse = terms[metric]
             f = min(1.0, max(0.0, fraction(metric, value)))
-            term = 1 - f if worse else f
-            points = 100 * weight * term
+            points = 100 * weight * (1 - f if worse else f)
+            lost = 100 * weight - points
             table.add_row(
-                metric,
+                metric + (" ↓" if worse else ""),
                 shown(metric, value),
-                f"{'1−' if worse else ''}{f:.4g} = {term:.4g}",
                 f"{weight:.2f}",
                 f"{points:.2f}",
-                Text(f"{100 * weight - points:.2f}", style="bold red" if 100 * weight - points >= 1 else ""),
+                Text(f"{lost:.2f}", style="bold red" if lost >= 1 else ""),
                 rule_text(rule) if rule else "-",
                 trend(history, worse),
             )
         else:
-            table.add_row(
-                metric, shown(metric, value), NOT_SCORED.get(metric, "-"), "", "", "", "-", trend(history, None)
-            )
+            table.add_row(metric, shown(metric, value), "", "", "", "not in the score", trend(history, None))
     table.add_row(
         Text("score", style="bold"),
         Text(f"{view.health_score:g}", style="bold"),
-        "",
         "1.00",
         "",
         "",

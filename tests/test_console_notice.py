@@ -79,9 +79,9 @@ def test_health_explanation_adds_up_and_names_the_rules_that_fired() -> None:
     assert view.health_score is not None and view.anomalies
     # Each scored metric's points and what it lost: success 18.18% x 0.30 = 5.45, 24.55 lost.
     row = next(line for line in text.splitlines() if line.startswith("tool_success_rate"))
-    assert row.split()[5:8] == ["0.30", "5.45", "24.55"]
-    assert "repeated_failures (sev 8) if < 50%" in text
-    assert "unsafe_escalation (sev 7) if > 0.4" in text
+    assert row.split()[1:5] == ["18.18%", "0.30", "5.45", "24.55"]
+    assert "< 50%: repeated_failures (sev 8)" in text
+    assert "> 0.4: unsafe_escalation (sev 7)" in text
     for anomaly in view.anomalies:
         assert f"▲ {anomaly['anomaly_type']}" in text
     assert "rule tool_success_rate < 50% fired" in text
