@@ -387,8 +387,6 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("filter", "clear_filter", "follow", "export"):
-            return self.screen is self.screen_stack[0]
         if action == "lock":
             return None if self.harness.controller.locked else True
         if action == "unlock":
@@ -432,6 +430,8 @@ class OperatorConsole(App[int]):
 
     def action_show_pane(self, key: str) -> None:
         self.show_pane(key)
+        if self.screen is not self.screen_stack[0]:
+            return  # a prompt or dialog on top keeps its own focus
         pane = self.query_one(f"#{key}", Pane)
         focusable = pane.query("RowLog, DataTable")
         if focusable:
@@ -441,7 +441,15 @@ class OperatorConsole(App[int]):
 
     # -- find and inspect -------------------------------------------------------------
 
+    def on_main_screen(self) -> bool:
+        """Find, inspect and export act on the panes: not while a prompt or dialog is on top.
+        (Checked in the actions, not in check_action: a binding enabled or not by screen
+        would rebuild the Footer each time a prompt comes and goes.)"""
+        return self.screen is self.screen_stack[0]
+
     def action_filter(self) -> None:
+        if not self.on_main_screen():
+            return
         pane = self.focused_pane()
 
         def apply(text: str | None) -> None:
@@ -462,16 +470,22 @@ class OperatorConsole(App[int]):
             self.notify(f"The {pane.title} pane has no rows to filter.", markup=False)
 
     def action_clear_filter(self) -> None:
+        if not self.on_main_screen():
+            return
         pane = self.focused_pane()
         if pane.filter_text:
             self.set_pane_filter(pane, "")
 
     def action_follow(self) -> None:
+        if not self.on_main_screen():
+            return
         pane = self.focused_pane()
         if isinstance(pane, LogPane):
             pane.log.follow()
 
     def action_open_row(self) -> None:
+        if not self.on_main_screen():
+            return
         pane = self.focused_pane()
         if isinstance(pane, LogPane):
             pane.log.action_open_row()
@@ -491,6 +505,8 @@ class OperatorConsole(App[int]):
         self.push_screen(HealthExplained(self.view))
 
     def action_export(self) -> None:
+        if not self.on_main_screen():
+            return
         pane = self.focused_pane()
         try:
             svg, rows, count = export_pane(self, self.view, pane, self.export_dir, self.now())

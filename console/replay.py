@@ -149,8 +149,6 @@ class ReplayConsole(OperatorConsole):
             return None  # shown dimmed: nothing to lock in a replay
         if action == "step":
             return True if self.replay_paused and self.position < len(self.events) else None
-        if action in ("filter", "clear_filter", "follow", "export"):
-            return self.screen is self.screen_stack[0]
         return True
 
     def action_lock(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,19 @@ from console.panes import Pane
 from console.row_detail import RowDetail
 from console.row_log import RowLog
 from core.events import ApprovalDecided, Event, StateTransition
-from tests.console_fixtures import FIXED_START, SIZE, action, build_harness, sample
+from tests.console_fixtures import (
+    FIXED_START,
+    SIZE,
+    action,
+    answer_all,
+    build_harness,
+    console_app,
+    decisions,
+    running,
+    sample,
+    wait_exit,
+    wait_modal,
+)
 
 RUN_ID = "phase24_inspect"
 
@@ -212,3 +225,18 @@ async def test_state_column_is_never_cut_at_80_columns(long_agent_run: list[Even
         await pilot.pause()
         screen = html.unescape(re.sub(r"<[^>]+>", "", app.export_screenshot())).replace("\xa0", " ")
         assert "an_agent_w… math_compute         MOCK->DRY_RUN" in screen
+
+
+async def test_find_and_pane_keys_do_nothing_under_a_prompt(tmp_path: Path) -> None:
+    app, harness, _ = console_app([sample("approvals.json")], tmp_path)
+    async with running(app, harness) as pilot:
+        await wait_modal(pilot, app)
+        main_focus = app.screen_stack[0].focused
+        await pilot.press("3", "slash", "f", "ctrl+s")
+        assert app.screen is app.current_modal  # the prompt stays on top, with its keys
+        assert app.screen_stack[0].focused is main_focus
+        assert not (tmp_path / "console_exports").exists()
+        await answer_all(pilot, app, "n")
+        await pilot.press("q")
+        await wait_exit(pilot, app)
+    assert {d["decision"] for d in decisions(tmp_path) if d["decision"] in ("APPROVE", "DENY")} == {"DENY"}
