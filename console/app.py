@@ -14,33 +14,44 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
+from textual.dom import DOMNode
 from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Log, Static, Tab, Tabs
+from textual.widgets import DataTable, Static, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from console import exit_codes
 from console.approval_prompt import DEFAULT_ARM_DELAY_S, ApprovalModal
+from console.export import export_pane
 from console.feed import EventFeed
+from console.filter_prompt import FilterPrompt
+from console.health_explain import HealthExplained
+from console.keymap import keys_in_force
 from console.modals import ConfirmModal, HelpScreen
+from console.notice import ApprovalNotice
 from console.panes import (
     ApprovalsPane,
     ConflictsPane,
     HealthPane,
     KeysFooter,
     LockBanner,
+    LogPane,
+    Pane,
     SignalsPane,
     StatusBar,
     ToolLogPane,
     TransitionsPane,
 )
+from console.row_detail import RowDetail
+from console.row_log import RowLog
 from console.run_view import RunView
 from core.approval import ApprovalRequest, QueueGate
 from core.events import Event
@@ -95,19 +106,25 @@ def _utcnow() -> datetime:
 class OperatorConsole(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "Phase 24 operator console"
+    # Every binding has an id: a keymap file (console/keymap.py) may move it to another key.
     BINDINGS = [
-        Binding("l", "lock", "Lock", priority=True),
-        Binding("ctrl+l", "lock", "Lock", show=False, priority=True),
-        Binding("u", "unlock", "Unlock"),
+        Binding("l", "lock", "Lock", priority=True, id="lock"),
+        Binding("ctrl+l", "lock", "Lock", show=False, priority=True, id="lock_typing"),
+        Binding("u", "unlock", "Unlock", id="unlock"),
         # Priority: these work on every screen, the approval prompt included (a printable
         # key still goes to a focused text box first).
-        Binding("p", "pause", "Pause/Resume", priority=True),
-        Binding("question_mark", "help", "Help", key_display="?", priority=True),
-        Binding("q", "quit_run", "Quit", priority=True),
+        Binding("p", "pause", "Pause/Resume", priority=True, id="pause"),
+        Binding("question_mark", "help", "Help", key_display="?", priority=True, id="help"),
+        Binding("q", "quit_run", "Quit", priority=True, id="quit"),
         *(
-            Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True)
+            Binding(str(i + 1), f"show_pane('{key}')", title, show=False, priority=True, id=f"pane_{i + 1}")
             for i, (key, title) in enumerate(PANES)
         ),
+        # Find and inspect: on the main screen only (a prompt's keys win on its own screen).
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("f", "follow", "Follow", show=False, id="follow"),
+        Binding("ctrl+s", "export", "Export", show=False, id="export"),
     ]
 
     def __init__(
@@ -122,8 +139,24 @@ class OperatorConsole(App[int]):
     ) -> None:
         super().__init__()
         self.harness = harness
+        self._init_screen_state(gate, harness.config.output_dir, autostart, now, tick_s, arm_delay)
+        self._unsubscribe: Callable[[], None] = harness.bus.subscribe(self.feed)
+
+    def _init_screen_state(
+        self,
+        gate: ConsoleGate,
+        export_dir: Path,
+        autostart: bool,
+        now: Callable[[], datetime],
+        tick_s: float,
+        arm_delay: float,
+    ) -> None:
+        """Everything but the core: a replay (console/replay.py) has no harness."""
         self.gate = gate
         gate.app = self
+        self.export_dir = export_dir
+        self.notice = ApprovalNotice()  # bell and desktop notification: off unless asked for
+        self.keymap: dict[str, str] = {}
         self.autostart = autostart
         self.now = now
         self.tick_s = tick_s
@@ -144,14 +177,14 @@ class OperatorConsole(App[int]):
         self.core_error: str | None = None
         self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
         self._quit_requested = False
-        self._unsubscribe = harness.bus.subscribe(self.feed)
         self._switch_interval = sys.getswitchinterval()
 
     # -- layout -----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static(id="too-small")
-        badge = getattr(self.harness, "badge", "")  # attached or serving (console/remote.py, service/embedded.py)
+        # attached or serving (console/remote.py, service/embedded.py); a replay has no harness
+        badge = getattr(getattr(self, "harness", None), "badge", "")
         if badge:
             yield Static(badge, id="attach-badge", markup=False)
         yield LockBanner(id="lock-banner")
@@ -225,6 +258,15 @@ class OperatorConsole(App[int]):
         if tabs.active != f"tab-{key}":
             tabs.active = f"tab-{key}"
 
+    def focused_pane(self) -> Pane:
+        """The pane holding the focus, else the one on show (narrow terminals)."""
+        node: DOMNode | None = self.screen_stack[0].focused
+        while node is not None:
+            if isinstance(node, Pane):
+                return node
+            node = node.parent
+        return self.query_one(f"#{self.active_pane}", Pane)
+
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab.id:
             key = event.tab.id.removeprefix("tab-")
@@ -276,11 +318,11 @@ class OperatorConsole(App[int]):
         changes = self.view.apply(events)
         with self.batch_update():
             if changes.transitions:
-                self.query_one("#transitions-log", Log).write_lines(changes.transitions)
+                self.query_one("#transitions-log", RowLog).add_rows(changes.transitions, changes.transition_events)
             if changes.tools:
-                self.query_one("#tools-log", Log).write_lines(changes.tools)
+                self.query_one("#tools-log", RowLog).add_rows(changes.tools, changes.tool_events)
             if changes.signals:
-                self.query_one("#signals-log", Log).write_lines(changes.signals)
+                self.query_one("#signals-log", RowLog).add_rows(changes.signals, changes.signal_events)
             if changes.conflicts:
                 self.query_one(ConflictsPane).render_rows(self.view, changes.conflicts)
             if changes.health:
@@ -328,6 +370,7 @@ class OperatorConsole(App[int]):
 
     def on_approval_arrived(self, message: ApprovalArrived) -> None:
         self._approvals.put_nowait(message.request)
+        self.notice.approval_requested(message.request, self.bell)
 
     async def _approval_loop(self) -> None:
         while True:
@@ -350,7 +393,7 @@ class OperatorConsole(App[int]):
     # -- operator commands ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("lock", "unlock", "pause") and getattr(self.harness, "read_only", False):
+        if action in ("lock", "unlock", "pause") and getattr(getattr(self, "harness", None), "read_only", False):
             return False  # a read-only attached console: command keys hidden (the service refuses them too)
         if action == "lock":
             return None if self.harness.controller.locked else True
@@ -391,10 +434,110 @@ class OperatorConsole(App[int]):
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
         else:
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(keys_in_force(type(self), self.keymap)))
 
     def action_show_pane(self, key: str) -> None:
         self.show_pane(key)
+        if self.screen is not self.screen_stack[0]:
+            return  # a prompt or dialog on top keeps its own focus
+        pane = self.query_one(f"#{key}", Pane)
+        focusable = pane.query("RowLog, DataTable")
+        if focusable:
+            focusable.first().focus()
+        elif pane.can_focus:
+            pane.focus()
+
+    # -- find and inspect -------------------------------------------------------------
+
+    def on_main_screen(self) -> bool:
+        """Find, inspect and export act on the panes: not while a prompt or dialog is on top.
+        (Checked in the actions, not in check_action: a binding enabled or not by screen
+        would rebuild the Footer each time a prompt comes and goes.)"""
+        return self.screen is self.screen_stack[0]
+
+    def action_filter(self) -> None:
+        if not self.on_main_screen():
+            return
+        pane = self.focused_pane()
+
+        def apply(text: str | None) -> None:
+            if text is not None:
+                self.set_pane_filter(pane, text)
+
+        self.push_screen(FilterPrompt(pane.title, pane.filter_text), apply)
+
+    def set_pane_filter(self, pane: Pane, text: str) -> None:
+        if isinstance(pane, LogPane):
+            pane.row_log.set_filter(text)
+        elif isinstance(pane, ConflictsPane):
+            pane.set_filter(self.view, text)
+        elif isinstance(pane, ApprovalsPane):
+            pane.show_state(text)
+            self._render_approvals()
+        else:
+            self.notify(f"The {pane.title} pane has no rows to filter.", markup=False)
+
+    def action_clear_filter(self) -> None:
+        if not self.on_main_screen():
+            return
+        pane = self.focused_pane()
+        if pane.filter_text:
+            self.set_pane_filter(pane, "")
+
+    def action_follow(self) -> None:
+        if not self.on_main_screen():
+            return
+        pane = self.focused_pane()
+        if isinstance(pane, LogPane):
+            pane.row_log.follow()
+
+    def action_open_row(self) -> None:
+        if not self.on_main_screen():
+            return
+        pane = self.focused_pane()
+        if isinstance(pane, LogPane):
+            pane.row_log.action_open_row()
+        elif isinstance(pane, HealthPane):
+            self.action_explain_health()
+        else:
+            table = pane.query(DataTable)
+            if table and table.first().row_count:
+                table.first().action_select_cursor()
+
+    def use_keymap(self, keymap: dict[str, str]) -> None:
+        """Keys moved by a validated keymap (console/keymap.py); the help shows them."""
+        self.keymap = dict(keymap)
+        self.set_keymap(keymap)
+
+    def action_explain_health(self) -> None:
+        self.push_screen(HealthExplained(self.view))
+
+    def action_export(self) -> None:
+        if not self.on_main_screen():
+            return
+        pane = self.focused_pane()
+        try:
+            svg, rows, count = export_pane(self, self.view, pane, self.export_dir, self.now())
+        except OSError as exc:
+            self.notify(f"Export failed: {exc}", severity="error", markup=False)
+            return
+        self.notify(f"Saved the screen to {svg}\nand {count} rows of {pane.title} to {rows}", markup=False, timeout=10)
+
+    def on_row_log_row_opened(self, message: RowLog.RowOpened) -> None:
+        self.push_screen(RowDetail(message.event, self.view.related))
+
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        key = message.row_key.value
+        if key is None:
+            return
+        event: Event | None = None
+        if message.data_table.id == "conflicts-table":
+            found = self.view.related.conflicts.get(key)
+            event = (found[1] or found[0]) if found else None
+        elif message.data_table.id == "approvals-table":
+            event = self.view.pending.get(key)
+        if event is not None:
+            self.push_screen(RowDetail(event, self.view.related))
 
     def action_quit_run(self) -> None:
         worker = self.core_worker
@@ -412,6 +555,19 @@ class OperatorConsole(App[int]):
         yield SystemCommand("Pause / resume", "Stop starting new actions, or carry on", self.action_pause)
         yield SystemCommand("Help", "Every key of the console", self.action_help)
         yield SystemCommand("Quit", "Stop the run cleanly and leave", self.action_quit_run)
+        yield SystemCommand("Filter the pane", "Show only rows containing a text (/; Esc clears)", self.action_filter)
+        yield SystemCommand("Follow", "Back to the newest row and keep following (f or End)", self.action_follow)
+        yield SystemCommand(
+            "Export",
+            "Save a screenshot (SVG) and the focused pane's rows (JSONL) to the run's directory",
+            self.action_export,
+        )
+        yield SystemCommand(
+            "Explain health",
+            "Each metric's share of the score, its threshold and trend; the rules that fired",
+            self.action_explain_health,
+        )
+        yield SystemCommand("Row detail", "The selected row in full, with its links (Enter)", self.action_open_row)
         for key, title in PANES:
             yield SystemCommand(
                 f"Show {title}", f"Bring the {title.lower()} pane forward", lambda k=key: self.show_pane(k)
@@ -432,11 +588,14 @@ def make_app(
 
 def run_console(args: argparse.Namespace) -> int:
     from console.cli import prepare
+    from console.console_options import apply_console_options, load_console_keymap
 
+    keymap = load_console_keymap(args, OperatorConsole)  # a bad keys file stops us before the run
     gate = ConsoleGate()
     harness = prepare(args, gate=gate)
     arm_delay = getattr(args, "arm_delay", None)
     app = make_app(harness, gate, arm_delay=DEFAULT_ARM_DELAY_S if arm_delay is None else arm_delay)
+    apply_console_options(app, args, keymap)
     code = app.run()
     out = harness.config.output_dir
     summary = harness.summary

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console import exit_codes
+from console.console_options import add_console_options
 from console.lock_cli import add_lock_commands, add_state_dir_option
 
 DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MOCK -> DRY_RUN -> LIVE escalation."
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--port", type=int, default=8724, help="without a plan: the port the embedded service listens on (loopback)"
     )
+    add_console_options(watch)
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     resume = sub.add_parser("resume", help="resume an interrupted run from its journal")
@@ -137,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--approve-all", action="store_true", help="grant every new approval (demos only; the default denies)"
     )
+    replay = sub.add_parser("replay", help="play a finished or crashed run's journal in the console (read-only)")
+    replay.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    replay.add_argument(
+        "--speed", type=_speed, default=1.0, metavar="X", help="times real time (default 1; quiet stretches cut to 2 s)"
+    )
+    replay.add_argument("--paused", action="store_true", help="start paused (p plays, . steps one event)")
+    add_console_options(replay)
     add_lock_commands(sub)
     from service.cli import add_service_commands
 
@@ -145,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gateway_command(sub)
     return parser
+
+
+def _speed(text: str) -> float:
+    from console.replay import speed_value
+
+    return speed_value(text)
 
 
 def _arm_delay(text: str) -> float:
@@ -228,15 +243,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from console.report import print_summary
+    from console.run_progress import RunProgress
     from console.safe_stdout import SafeStdout
     from console.storage_failure import report_storage_failure
     from core.errors import JournalError
 
     harness = prepare(args, approve_all=args.approve_all)
+    progress = RunProgress.for_output(sys.stdout)  # None unless stdout is a terminal
+    unsubscribe = harness.bus.subscribe(progress) if progress is not None else None
     try:
-        summary = harness.execute_orchestration_pipeline()
+        if progress is not None:
+            with progress:
+                summary = harness.execute_orchestration_pipeline()
+        else:
+            summary = harness.execute_orchestration_pipeline()
     except (OSError, JournalError) as exc:
         return report_storage_failure(harness, exc)
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
     out = harness.config.output_dir
     try:
         conflicts = json.loads((out / "tool_conflicts.json").read_text(encoding="utf-8"))
@@ -278,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.journal_cli import cmd_verify
 
             return cmd_verify(args)
+        if args.command == "replay":
+            from console.replay import cmd_replay
+
+            return cmd_replay(args)
         if args.command == "resume":
             from console.journal_cli import cmd_resume
 

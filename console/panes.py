@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Sparkline, Static
+from textual.widgets import DataTable, Footer, Sparkline, Static
+from textual.widgets.data_table import ColumnKey
 
-from console.run_view import RunView
+from console.row_log import RowLog, matches
+from console.run_view import ConflictRow, RunView
 from core.inert import inert
 
 TIER_STYLE = {"EXCELLENT": "bold green", "GOOD": "green", "FAIR": "bold yellow", "POOR": "bold red"}
@@ -146,44 +149,103 @@ class LockBanner(Static):
 
 
 class Pane(Vertical):
-    """A bordered pane with a title."""
+    """A bordered pane with a title that says what is filtered and whether it follows."""
 
     def __init__(self, title: str, *, id: str) -> None:
         super().__init__(id=id, classes="pane")
+        self.title = title
+        self.filter_text = ""
+        self.border_title = title
+
+    def show_state(self, filter_text: str, following: bool = True) -> None:
+        self.filter_text = filter_text
+        title = Text(self.title)
+        if filter_text:
+            # The operator's own text, shown literally (a Text is never parsed as markup).
+            title.append(f"  filter /{inert(filter_text, 40)} (Esc clears)", style="bold yellow")
+        if not following:
+            title.append("  scrolled back: f follows", style="bold reverse yellow")
         self.border_title = title
 
 
-class TransitionsPane(Pane):
+class LogPane(Pane):
+    """A pane of log rows (transitions, tools, signals)."""
+
+    log_id = ""
+
     def compose(self) -> ComposeResult:
-        yield Log(max_lines=LOG_LINES, id="transitions-log")
+        yield RowLog(max_lines=LOG_LINES, id=self.log_id)
+
+    @property
+    def row_log(self) -> RowLog:
+        # Not `log`: that is every Textual node's logger.
+        return self.query_one(RowLog)
+
+    def on_row_log_state_changed(self, message: RowLog.StateChanged) -> None:
+        self.show_state(message.log.filter_text, message.log.following)
 
 
-class ToolLogPane(Pane):
-    def compose(self) -> ComposeResult:
-        yield Log(max_lines=LOG_LINES, id="tools-log")
+class TransitionsPane(LogPane):
+    log_id = "transitions-log"
 
 
-class SignalsPane(Pane):
-    def compose(self) -> ComposeResult:
-        yield Log(max_lines=LOG_LINES, id="signals-log")
+class ToolLogPane(LogPane):
+    log_id = "tools-log"
+
+
+class SignalsPane(LogPane):
+    log_id = "signals-log"
+
+
+def row_matches(cells: Sequence[str], needle: str) -> bool:
+    return matches(" ".join(cells), needle)
 
 
 class ConflictsPane(Pane):
     def compose(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
+        # What carries the meaning (type, strategy, outcome) comes first, so a narrow pane
+        # cuts the agents and the resource, never the outcome (the detail, Enter, has all).
         table.add_column("id", key="id", width=6)
         table.add_column("type", key="type", width=16)
+        table.add_column("strategy", key="strategy", width=9)
+        table.add_column("outcome", key="outcome", width=40)
         table.add_column("agents", key="agents", width=18)
         table.add_column("tool / resource", key="target", width=30)
-        table.add_column("strategy", key="strategy", width=9)
-        table.add_column("outcome", key="outcome", width=48)
         yield table
+
+    def on_resize(self) -> None:
+        # The outcome takes the width the pane has after id, type and strategy: agents and the
+        # resource, to its right, are the ones cut when the pane is narrow.
+        table: DataTable[Text] = self.query_one(DataTable)
+        fixed = sum(table.columns[ColumnKey(k)].width + 2 * table.cell_padding for k in ("id", "type", "strategy"))
+        width = max(30, self.content_size.width - fixed - 2 * table.cell_padding - 2)
+        outcome = table.columns[ColumnKey("outcome")]
+        if outcome.width != width:
+            outcome.width = width
+            # Textual 8.2.8 (pinned): drop the rendered rows and re-measure the columns.
+            table._clear_caches()
+            table._require_update_dimensions = True
+            table.refresh()
+
+    @staticmethod
+    def _cells(row: ConflictRow) -> list[str]:
+        return [row.conflict_id, row.conflict_type, row.strategy, row.outcome, row.agents, row.target]
+
+    def set_filter(self, view: RunView, text: str) -> None:
+        self.query_one(DataTable).clear()
+        self.show_state(text)
+        self.render_rows(view, dict.fromkeys(view.conflicts))
 
     def render_rows(self, view: RunView, changed: dict[str, None]) -> None:
         table: DataTable[Text] = self.query_one(DataTable)
         for conflict_id in changed:
             row = view.conflicts.get(conflict_id)
             if row is None:
+                continue
+            if self.filter_text and not row_matches(self._cells(row), self.filter_text):
+                if conflict_id in table.rows:
+                    table.remove_row(conflict_id)
                 continue
             cells = {
                 "strategy": Text(row.strategy, style="bold"),
@@ -196,18 +258,21 @@ class ConflictsPane(Pane):
                 table.add_row(
                     Text(row.conflict_id),
                     Text(row.conflict_type, style="bold magenta"),
-                    Text(row.agents),
-                    Text(row.target),
                     cells["strategy"],
                     cells["outcome"],
+                    Text(row.agents),
+                    Text(row.target),
                     key=conflict_id,
                 )
-        while table.row_count > len(view.conflicts):
-            first = next(iter(table.rows))
-            table.remove_row(first)
+        for key in [k.value for k in table.rows if k.value is not None and k.value not in view.conflicts]:
+            table.remove_row(key)
 
 
-class HealthPane(Pane):
+class HealthPane(Pane, can_focus=True):
+    """Focusable: Enter explains the score (console/health_explain.py)."""
+
+    BINDINGS = [Binding("enter", "app.explain_health", "Explain", show=False)]
+
     def compose(self) -> ComposeResult:
         yield Readout(Text("waiting for the first health update"), id="health-score")
         yield Sparkline([], id="health-spark", summary_function=min)
@@ -251,10 +316,10 @@ class ApprovalsPane(Pane):
     def compose(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="approvals-table", cursor_type="row")
         table.add_column("left", key="left", width=6)
-        table.add_column("agent", key="agent", width=14)
-        table.add_column("tool", key="tool", width=20)
         table.add_column("risk", key="risk", width=6)
         table.add_column("conf/thr", key="conf", width=10)
+        table.add_column("tool", key="tool", width=20)
+        table.add_column("agent", key="agent", width=14)
         table.add_column("action", key="action", width=20)
         yield table
         yield Readout("", id="approvals-last")
@@ -265,10 +330,16 @@ class ApprovalsPane(Pane):
         """`left` is the countdown of the request on screen; the others show how long they
         have waited (their countdown starts when their prompt is shown)."""
         table: DataTable[Text] = self.query_one(DataTable)
-        current = set(view.pending)
+        current = {
+            request_id
+            for request_id, r in view.pending.items()
+            if row_matches([r.agent, r.tool, r.risk_level.value, r.plan_id, r.action_id], self.filter_text)
+        }
         for key in [k.value for k in table.rows if k.value is not None and k.value not in current]:
             table.remove_row(key)
         for request_id, request in view.pending.items():
+            if request_id not in current:
+                continue
             left = seconds_left(request_id, request.timeout_s)
             if left is None:
                 waited = max(0.0, (now() - request.ts).total_seconds())
@@ -280,10 +351,10 @@ class ApprovalsPane(Pane):
             else:
                 table.add_row(
                     left_text,
-                    Text(inert(request.agent, 40)),
-                    Text(inert(request.tool, 40)),
                     Text(request.risk_level.value, style="bold red"),
                     Text(f"{request.confidence:.2f}/{request.threshold:.2f}"),
+                    Text(inert(request.tool, 40)),
+                    Text(inert(request.agent, 40)),
                     Text(inert(f"{request.plan_id}/{request.action_id}", 60)),
                     key=request_id,
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -35,22 +36,14 @@ def print_summary(
     health: dict[str, Any],
     out_dir: Path,
 ) -> None:
-    plans = Table(title="Plans", title_justify="left", expand=False)
-    for column in (
-        "plan",
-        "status",
-        "ok",
-        "failed",
-        "held",
-        "cancelled",
-        "conflicts",
-        "rollbacks",
-        "note",
-    ):
-        plans.add_column(
-            column,
-            justify="right" if column in {"ok", "failed", "held", "cancelled", "conflicts", "rollbacks"} else "left",
-        )
+    # Fits 80 columns: no vertical rules, short headers, the status never cut, a long plan id
+    # folded onto a second line rather than cut, and each plan's note on its own line below.
+    plans = Table(title="Plans", title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
+    plans.add_column("plan", overflow="fold", min_width=16)
+    plans.add_column("status", no_wrap=True, min_width=max(map(len, STATUS_STYLE)))
+    for column in ("ok", "failed", "held", "cancel", "confl", "rollb"):
+        plans.add_column(column, justify="right", no_wrap=True)
+    notes: list[Text] = []
     for plan in summary["plans"]:
         plans.add_row(
             t(plan["plan_id"]),
@@ -61,9 +54,12 @@ def print_summary(
             t(plan["cancelled"]),
             t(plan["conflicts"]),
             t(plan["rollbacks"]),
-            t(plan.get("reason", "")),
         )
+        if plan.get("reason"):
+            notes.append(Text.assemble((inert(plan["plan_id"], 80), "bold"), ": ", inert(plan["reason"], 400)))
     console.print(plans)
+    for note in notes:
+        console.print(note)
 
     table = Table(title="Conflicts", title_justify="left")
     table.add_column("type")

@@ -8,11 +8,11 @@ Every untrusted string is made inert here, the one place core data enters the UI
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from console.related import RelatedIndex
 from core.events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -21,6 +21,7 @@ from core.events import (
     Event,
     GrantOutcome,
     HealthUpdated,
+    IntentRecorded,
     PlanFinished,
     PlanStarted,
     RunFinished,
@@ -46,9 +47,16 @@ def hms(ts: datetime) -> str:
     return ts.strftime("%H:%M:%S.%f")[:-3]
 
 
+def fit(value: str, width: int) -> str:
+    """`value` made inert and shrunk to `width` cells with an ellipsis: a long agent or tool
+    name gives way, so the columns after it (state, mode, result) stay where they are."""
+    text = inert(value, 200)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _transition_line(e: StateTransition) -> str:
     return (
-        f"{hms(e.ts)} {inert(e.agent, 24):<11} {inert(e.tool, 24):<20} "
+        f"{hms(e.ts)} {fit(e.agent, 11):<11} {fit(e.tool, 20):<20} "
         f"{e.from_state + '->' + e.to_state:<28} {inert(e.reason, 300)}"
     )
 
@@ -58,7 +66,7 @@ def _tool_line(e: ToolExecuted) -> str:
     retry = f" (attempt {e.attempt})" if e.attempt > 1 else ""
     error = f"  {inert(e.error, 200)}" if e.error else ""
     return (
-        f"{hms(e.ts)}  {inert(e.agent, 24):<12} {inert(e.tool, 24):<20} {e.mode.value:<7} "
+        f"{hms(e.ts)}  {fit(e.agent, 12):<12} {fit(e.tool, 20):<20} {e.mode.value:<7} "
         f"{result:<7} {e.duration_ms:>8.1f} ms{retry}{error}"
     )
 
@@ -80,6 +88,10 @@ class Changes:
     transitions: list[str] = field(default_factory=list)
     tools: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
+    # The events behind those lines, in the same order (for filter, detail and export).
+    transition_events: list[StateTransition] = field(default_factory=list)
+    tool_events: list[ToolExecuted] = field(default_factory=list)
+    signal_events: list[SignalEmitted] = field(default_factory=list)
     conflicts: dict[str, None] = field(default_factory=dict)  # ids in detection order
     health: bool = False
     approvals: bool = False
@@ -111,6 +123,7 @@ class RunView:
     health_tier: str = ""
     health_history: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     metrics: dict[str, float] = field(default_factory=dict)
+    metric_history: dict[str, deque[float]] = field(default_factory=dict)  # for the trends
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     conflicts: OrderedDict[str, ConflictRow] = field(default_factory=OrderedDict)
     conflicts_total: int = 0
@@ -121,6 +134,7 @@ class RunView:
     signals_total: int = 0
     lines_skipped: int = 0  # log lines not drawn during floods (all are in the output files)
     unknown_outcomes: list[str] = field(default_factory=list)
+    related: RelatedIndex = field(default_factory=RelatedIndex)  # what a row's detail links to
     _pending_transitions: list[StateTransition] = field(default_factory=list, repr=False)
     _pending_tools: list[ToolExecuted] = field(default_factory=list, repr=False)
 
@@ -137,11 +151,11 @@ class RunView:
         return "running" if self.run_id else "idle"
 
     @staticmethod
-    def _newest_lines(changes: Changes, pending: list[E], fmt: Callable[[E], str]) -> list[str]:
+    def _newest(changes: Changes, pending: list[E]) -> list[E]:
         if len(pending) > MAX_LINES_PER_TICK:
             changes.dropped_lines += len(pending) - MAX_LINES_PER_TICK
-            pending = pending[-MAX_LINES_PER_TICK:]
-        return [fmt(e) for e in pending]
+            return pending[-MAX_LINES_PER_TICK:]
+        return pending
 
     def apply(self, events: list[Event]) -> Changes:
         changes = Changes()
@@ -154,8 +168,10 @@ class RunView:
         # flood the rest cost one list append each (they are all in the output files).
         transitions, tools = self._pending_transitions, self._pending_tools
         self._pending_transitions, self._pending_tools = [], []
-        changes.transitions = self._newest_lines(changes, transitions, _transition_line)
-        changes.tools = self._newest_lines(changes, tools, _tool_line)
+        changes.transition_events = self._newest(changes, transitions)
+        changes.tool_events = self._newest(changes, tools)
+        changes.transitions = [_transition_line(e) for e in changes.transition_events]
+        changes.tools = [_tool_line(e) for e in changes.tool_events]
         self.lines_skipped += changes.dropped_lines
         return changes
 
@@ -173,11 +189,13 @@ class RunView:
         self.conflicts[e.conflict_id] = ConflictRow(
             e.conflict_id, e.conflict_type, inert(", ".join(e.agents), 80), inert(target, 120)
         )
+        self.related.add(e)
         while len(self.conflicts) > MAX_CONFLICT_ROWS:
             self.conflicts.popitem(last=False)
         c.conflicts[e.conflict_id] = None
 
     def _resolved(self, e: ConflictResolved, c: Changes) -> None:
+        self.related.add(e)
         row = self.conflicts.get(e.conflict_id)
         if row is not None:
             row.strategy = e.strategy
@@ -189,15 +207,22 @@ class RunView:
         self.health_tier = e.health_assessment
         self.health_history.append(e.health_score)
         self.metrics = e.metrics
+        for name, value in e.metrics.items():
+            history = self.metric_history.get(name)
+            if history is None:
+                history = self.metric_history[name] = deque(maxlen=120)
+            history.append(value)
         self.anomalies = e.anomalies
         c.health = True
 
     def _requested(self, e: ApprovalRequested, c: Changes) -> None:
         self.pending[e.request_id] = e
+        self.related.add(e)
         c.approvals = True
 
     def _decided(self, e: ApprovalDecided, c: Changes) -> None:
         self.pending.pop(e.request_id, None)
+        self.related.add(e)
         self.denied_earlier += e.outcome == "DENIED_EARLIER"
         self.decisions.append(e)
         c.decided.append(e.request_id)
@@ -205,10 +230,14 @@ class RunView:
 
     def _signal(self, e: SignalEmitted, c: Changes) -> None:
         self.signals_total += 1
+        c.signal_events.append(e)
         c.signals.append(
             f"{hms(e.ts)}  {e.signal_type:<24} {inert(e.tool_name, 24):<20} -> Phase {e.target_phase}  "
             f"{inert(e.insight, 200)}  [{inert(e.recommended_action, 120)}]"
         )
+
+    def _intent(self, e: IntentRecorded, c: Changes) -> None:
+        self.related.add(e)
 
     def _unknown(self, e: UnknownOutcomes, c: Changes) -> None:
         self.unknown_outcomes = [
@@ -288,4 +317,5 @@ _HANDLERS: dict[type[Event], Any] = {
     RunResumed: RunView._resumed,
     UnknownOutcomes: RunView._unknown,
     GrantOutcome: RunView._grant_outcome,
+    IntentRecorded: RunView._intent,
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,6 +76,35 @@ DRIFT_THRESHOLD = 0.4
 FAILURE_THRESHOLD = 0.5
 ROLLBACK_THRESHOLD = 0.3
 CONFLICT_THRESHOLD = 0.5
+
+# The score's terms, in the order they are summed: (metric, weight, higher is worse). A term
+# is the metric as a clamped 0..1 fraction, or 1 minus it when a higher value is worse.
+SCORE_TERMS: tuple[tuple[str, float, bool], ...] = (
+    ("tool_success_rate", 0.30, False),
+    ("rollback_frequency", 0.15, True),
+    ("conflict_rate", 0.15, True),
+    ("confidence_drift", 0.10, True),
+    ("approval_rate", 0.30, False),
+)
+
+
+class AnomalyRule(NamedTuple):
+    """An anomaly fires when `metric` (a fraction) is strictly beyond `threshold`."""
+
+    anomaly_type: AnomalyType
+    severity: int
+    metric: str
+    below: bool  # fires below the threshold (else above)
+    threshold: float
+    scale: float  # 100 for a percentage in system_health.json, 1 for drift
+
+
+ANOMALY_RULES: tuple[AnomalyRule, ...] = (
+    AnomalyRule(AnomalyType.UNSAFE_ESCALATION, 7, "confidence_drift", False, DRIFT_THRESHOLD, 1),
+    AnomalyRule(AnomalyType.REPEATED_FAILURES, 8, "tool_success_rate", True, FAILURE_THRESHOLD, 100),
+    AnomalyRule(AnomalyType.HIGH_ROLLBACK, 6, "rollback_frequency", False, ROLLBACK_THRESHOLD, 100),
+    AnomalyRule(AnomalyType.HIGH_CONFLICT, 8, "conflict_rate", False, CONFLICT_THRESHOLD, 100),
+)
 
 # Approved actions waiting for their LIVE outcome, remembered this far back.
 _APPROVAL_MEMORY = 4096
@@ -219,12 +249,8 @@ class ExecutionMonitor:
         round(100 * health, 1).
         """
         f = self._fractions()
-        health = (
-            _clamp(f["tool_success_rate"]) * 0.30
-            + (1 - _clamp(f["rollback_frequency"])) * 0.15
-            + (1 - _clamp(f["conflict_rate"])) * 0.15
-            + (1 - _clamp(f["confidence_drift"])) * 0.10
-            + _clamp(f["approval_rate"]) * 0.30
+        health = sum(
+            ((1 - _clamp(f[metric])) if worse else _clamp(f[metric])) * weight for metric, weight, worse in SCORE_TERMS
         )
         return round(100 * health, 1)
 
@@ -278,14 +304,10 @@ class ExecutionMonitor:
                 )
             )
 
-        if f["confidence_drift"] > DRIFT_THRESHOLD:
-            add(AnomalyType.UNSAFE_ESCALATION, 7, "confidence_drift", 1, DRIFT_THRESHOLD)
-        if f["tool_success_rate"] < FAILURE_THRESHOLD:
-            add(AnomalyType.REPEATED_FAILURES, 8, "tool_success_rate", 100, FAILURE_THRESHOLD)
-        if f["rollback_frequency"] > ROLLBACK_THRESHOLD:
-            add(AnomalyType.HIGH_ROLLBACK, 6, "rollback_frequency", 100, ROLLBACK_THRESHOLD)
-        if f["conflict_rate"] > CONFLICT_THRESHOLD:
-            add(AnomalyType.HIGH_CONFLICT, 8, "conflict_rate", 100, CONFLICT_THRESHOLD)
+        for rule in ANOMALY_RULES:
+            value = f[rule.metric]
+            if (value < rule.threshold) if rule.below else (value > rule.threshold):
+                add(rule.anomaly_type, rule.severity, rule.metric, rule.scale, rule.threshold)
         return found
 
     # ---- history ---------------------------------------------------------------------

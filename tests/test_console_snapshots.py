@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -217,3 +218,50 @@ def test_degraded_health_with_anomalies(snap_compare: Snap) -> None:
 
 def test_help_overlay(snap_compare: Snap) -> None:
     assert snap_compare(app_for(), terminal_size=SIZE, press=["question_mark"])
+
+
+def test_row_detail_of_a_denied_transition(snap_compare: Snap) -> None:
+    harness, events = headless([sample("approvals.json")])
+
+    async def open_detail(pilot: Pilot[Any]) -> None:
+        await pilot.press("1", "enter")
+
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(events, open_detail))
+
+
+def test_transitions_filtered_and_scrolled_back(snap_compare: Snap) -> None:
+    harness, events = headless([sample("approvals.json")])
+
+    async def filter_and_scroll(pilot: Pilot[Any]) -> None:
+        pilot.app.query_one("#transitions-log").set_filter("approval")  # type: ignore[attr-defined]
+        await pilot.press("1", "up")
+
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(events, filter_and_scroll))
+
+
+def test_replay_paused_after_three_steps(snap_compare: Snap, tmp_path: Path) -> None:
+    from console.replay import ReplayConsole
+    from core.journal import read_events
+
+    out = tmp_path / "run"
+    harness, _ = build_harness([sample("conflicts.json")], out, run_id=RUN_ID)
+    harness.execute_orchestration_pipeline()
+    app = ReplayConsole(list(read_events(out)), out, speed=1.0, paused=True)
+    app.animation_level = "none"
+    app.title = "Replay"  # not the temporary directory's name, which changes per run
+    assert snap_compare(app, terminal_size=SIZE, press=["period"] * 40)
+
+
+def test_health_explained(snap_compare: Snap) -> None:
+    harness, events = headless(
+        [degraded_plan()],
+        gate=PolicyGate(approve_all=True),
+        health_every=2,
+        health_min_interval_s=0,
+        enable_rollback_on_failure=False,
+    )
+
+    async def explain(pilot: Pilot[Any]) -> None:
+        await pilot.press("4", "enter")
+
+    assert snap_compare(app_for(harness), terminal_size=SIZE, run_before=fed(events, explain))

@@ -386,5 +386,13 @@ def test_very_long_fields_are_truncated(ev: Events) -> None:
     changes = view.apply([ev.transition(agent="A" * 5000, reason="R" * 5000)])
     line = changes.transitions[0]
     assert len(line) < 500
-    assert "(+4976 chars)" in line  # the agent keeps 24 characters
+    assert "AAAAAAAAAA… math_compute" in line  # a long agent shrinks to its column (11 cells)
     assert "(+4700 chars)" in line  # the reason keeps 300
+
+
+def test_long_names_shrink_and_the_state_column_stays_put(ev: Events) -> None:
+    view = RunView()
+    short = view.apply([ev.transition(agent="a")]).transitions[0]
+    long = view.apply([ev.transition(agent="agent_" * 10)]).transitions[0]
+    assert short.index("MOCK->DRY_RUN") == long.index("MOCK->DRY_RUN") == 46
+    assert long.index("MOCK->DRY_RUN") + len("MOCK->DRY_RUN") < 80  # on screen in an 80-column pane
