@@ -383,7 +383,8 @@ class OperatorConsole(App[int]):
                 # first frame): wait for it, so the prompt is filled before it goes on screen.
                 self._prepare_prompt()
                 await asyncio.sleep(0.005)
-            modal.show_request(request)  # its status line and lock banner are kept fresh by every tick
+            modal.show_request(request)
+            self._render_header()  # the prompt's own status line and lock banner, current before it shows
             self.current_modal = modal
             decision = await self.push_screen_wait(modal)
             self.current_modal = None
