@@ -290,10 +290,15 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     def _check_armed(self) -> None:
         if self.armed or self.request is None or self.settled or self.shown_id != self.request.request_id:
             return
-        if self.monotonic() >= self._arm_at:
+        left = self._arm_at - self.monotonic()
+        if left <= 0:
             self.armed = True
             self._show_keys()
             self._tick()
+        else:
+            # Early by our clock (a timer can fire a hair early, or a key restarted the delay
+            # after this timer was set): look again when the delay is over.
+            self.set_timer(left, self._check_armed)
 
     def _answerable(self) -> ApprovalRequest | None:
         """The request the keys may answer: only once its prompt is drawn and armed. An answer

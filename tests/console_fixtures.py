@@ -182,9 +182,18 @@ async def answer_all(pilot: Pilot[Any], app: OperatorConsole, key: str = "n", se
     """
     seen = set() if seen is None else seen
     while not core_done(app):
-        await wait_until(
-            pilot, lambda: core_done(app) or modal_ready(app, seen), "the next approval or the end of the run"
-        )
+        try:
+            await wait_until(
+                pilot, lambda: core_done(app) or modal_ready(app, seen), "the next approval or the end of the run"
+            )
+        except AssertionError as exc:
+            m = app.current_modal
+            state = (
+                f"screen {app.screen!r}, pending {[r.request_id for r in app.gate.pending]}, seen {sorted(seen)}, "
+                f"prompt {m.request.request_id if m and m.request else None} armed {m.armed if m else None} "
+                f"settled {m.settled if m else None} shown {m.shown_id if m else None}"
+            )
+            raise AssertionError(f"{exc}: {state}") from None
         modal = app.current_modal
         if modal is not None and modal_ready(app, seen):
             request_id = modal.request.request_id
