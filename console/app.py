@@ -139,7 +139,10 @@ class OperatorConsole(App[int]):
     ) -> None:
         super().__init__()
         self.harness = harness
-        self._init_screen_state(gate, harness.config.output_dir, autostart, now, tick_s, arm_delay)
+        # Exports go to the run's directory; an attached console (no run here) to the current one.
+        config = getattr(harness, "config", None)
+        export_dir = config.output_dir if config is not None else Path.cwd()
+        self._init_screen_state(gate, export_dir, autostart, now, tick_s, arm_delay)
         self._unsubscribe: Callable[[], None] = harness.bus.subscribe(self.feed)
 
     def _init_screen_state(
