@@ -263,6 +263,7 @@ class QueueGate:
         self._monotonic = monotonic
         self._waiting: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalDecision]]] = {}
         self._shown_at: dict[str, float] = {}
+        self._shown: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -273,9 +274,12 @@ class QueueGate:
         return request_id in self._waiting
 
     def mark_shown(self, request_id: str) -> None:
-        """A person can now see `request_id`: its countdown starts (once)."""
-        if request_id in self._waiting:
-            self._shown_at.setdefault(request_id, self._monotonic())
+        """A person can now see `request_id`: its countdown starts (once). Any thread."""
+        if request_id in self._waiting and request_id not in self._shown_at:
+            self._shown_at[request_id] = self._monotonic()
+            shown = self._shown.get(request_id)
+            if shown is not None and self._loop is not None:
+                call_on_loop(self._loop, shown.set)
 
     def seconds_left(self, request: ApprovalRequest) -> float | None:
         """Seconds before `request` expires; None while its countdown has not started."""
@@ -296,19 +300,28 @@ class QueueGate:
                 self.on_request(request)
             if not self.times_requests:
                 return await future
-            while True:
-                left = self.seconds_left(request)
-                try:
-                    # Until it is shown, look again now and then; the lock and quit still
-                    # settle it at once through the future.
-                    return await asyncio.wait_for(asyncio.shield(future), 0.1 if left is None else left)
-                except TimeoutError:
-                    left = self.seconds_left(request)
-                    if left is not None and left <= 0:
-                        return expire(request)
+            # Until it is shown there is no countdown: wait (without polling) for the answer or
+            # for the prompt to be shown; then the countdown runs to EXPIRED.
+            shown = self._shown[request.request_id] = asyncio.Event()
+            if request.request_id in self._shown_at:
+                shown.set()
+            shown_wait = asyncio.ensure_future(shown.wait())
+            try:
+                waiters: list[asyncio.Future[Any]] = [future, shown_wait]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                shown_wait.cancel()
+            if future.done():
+                return future.result()
+            left = self.seconds_left(request) or 0.0
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), left)
+            except TimeoutError:
+                return expire(request)
         finally:
             self._waiting.pop(request.request_id, None)
             self._shown_at.pop(request.request_id, None)
+            self._shown.pop(request.request_id, None)
 
     def answer(self, decision: ApprovalDecision) -> bool:
         """Resolve a pending request; False if it is no longer pending."""
