@@ -239,3 +239,29 @@ async def test_a_long_lived_service_keeps_a_bounded_number_of_finished_proposals
     assert gone.value.reason == "not_found"
     assert service.status(accepted[4].proposal_id).decision == "allowed"
     assert len(service._proposals) == 3 and len(service._by_key) == 3
+
+
+async def test_an_operator_edit_runs_the_edited_arguments_and_deny_and_stop_stops_the_agent(
+    service: GateService,
+) -> None:
+    """The command port carries edit-then-approve and deny-and-stop, as the console does."""
+    edited = await service.submit(proposal("database_write", args={"row": 1}))
+    status = await service.wait(edited.proposal_id, 0.3)
+    assert status.request_id is not None
+    await GateCommands(service).decide(
+        status.request_id, True, "row 2 instead", "operator:t", edited_args={"row": 2}, args_fully_visible=True
+    )
+    final = await service.wait(edited.proposal_id, 2)
+    assert (final.state, final.mode, final.decision) == ("COMPLETED", "LIVE", "approved")
+    (decided,) = [e for e in read_events(service.config.output_dir) if isinstance(e, ApprovalDecided)]
+    assert decided.edited_args == {"row": 2} and decided.original_action_hash and decided.args_fully_visible
+
+    stopped = await service.submit(proposal("database_write", agent="a2", args={"row": 3}))
+    status = await service.wait(stopped.proposal_id, 0.3)
+    assert status.request_id is not None
+    await GateCommands(service).decide(status.request_id, False, "enough", "operator:t", stop_agent=True)
+    assert (await service.wait(stopped.proposal_id, 2)).decision == "denied"
+    later = await service.wait((await service.submit(proposal("memory_search", agent="a2"))).proposal_id, 2)
+    assert later.state == "ABORTED" and "stopped" in later.reason
+    other = await service.wait((await service.submit(proposal("memory_search", agent="a3"))).proposal_id, 2)
+    assert other.state == "COMPLETED"
