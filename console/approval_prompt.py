@@ -151,6 +151,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.edited_args: dict[str, Any] | None = None
         self._seen_bottom = False
         self._args_rows = -1
+        # The texts on show, kept so that sizing the prompt (_arrange, on every resize) does
+        # not build them again.
+        self._details_plain = ""
+        self._args_plain = ""
+        self._diff_plain = ""
         self._keys_shown: Content = KEYS_CONTENT
         if request is not None:
             self.show_request(request)
@@ -190,10 +195,10 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             self._fill(request)
 
     def _fill(self, request: ApprovalRequest) -> None:
-        self.query_one("#approval-details", Static).update(request_details(request))
-        args = inert_json(request.args, 20_000)
-        self.query_one("#approval-args-text", Static).update(Text(args))
-        self.query_one("#approval-edited", Static).display = False
+        details = request_details(request)
+        self._details_plain = details.plain
+        self.query_one("#approval-details", Static).update(details)
+        self._show_args(request.args, "")
         reason = self.query_one("#deny-reason", Input)
         reason.value = ""
         reason.display = False
@@ -203,6 +208,16 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._arrange()
         self.query_one("#approval-args", VerticalScroll).scroll_home(animate=False, immediate=True)
         self._tick()
+
+    def _show_args(self, args: dict[str, Any], diff: str) -> None:
+        """The arguments on show and, for an edit, its diff against the agent's."""
+        self._args_plain = inert_json(args, 20_000)
+        self._diff_plain = diff
+        self.query_one("#approval-args-text", Static).update(Text(self._args_plain))
+        box = self.query_one("#approval-edited", Static)
+        box.display = bool(diff)
+        if diff:
+            box.update(Text("approving runs YOUR edit:\n" + diff, style="yellow"))
 
     def on_resize(self, event: events.Resize) -> None:
         # The event's size: this handler runs before the screen's own, which updates `self.size`.
@@ -216,16 +231,13 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             return
         width, height = size or self.app.size
         inner = min(110, int(width * 0.96)) - 4
-        shown_args = self.edited_args if self.edited_args is not None else request.args
-        args_text = inert_json(shown_args, 20_000)
-        args_rows = wrapped_rows(args_text, inner - 2)
+        args_rows = wrapped_rows(self._args_plain, inner - 2)
         header = 1 + (1 if self.query_one("#prompt-lock-banner", LockBanner).has_class("-locked") else 0)
         fixed = header + FRAME_ROWS + 1  # + the head line
-        fixed += wrapped_rows(request_details(request).plain, inner)
+        fixed += wrapped_rows(self._details_plain, inner)
         fixed += wrapped_rows(KEYS_CONTENT.plain, inner)
-        edited = self.query_one("#approval-edited", Static)
-        if edited.display and self.edited_args is not None:
-            fixed += wrapped_rows(args_diff(request.args, self.edited_args), inner)
+        if self._diff_plain:
+            fixed += wrapped_rows(self._diff_plain, inner)
         if self.query_one("#deny-reason", Input).display:
             fixed += 3
         room = height - fixed
@@ -440,12 +452,10 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     def _apply_edit(self, request: ApprovalRequest, result: dict[str, Any]) -> None:
         self.edited_args = None if result == request.args else result
-        shown = self.edited_args if self.edited_args is not None else request.args
-        self.query_one("#approval-args-text", Static).update(Text(inert_json(shown, 20_000)))
-        diff = self.query_one("#approval-edited", Static)
-        diff.display = self.edited_args is not None
-        if self.edited_args is not None:
-            diff.update(Text("approving runs YOUR edit:\n" + args_diff(request.args, self.edited_args), style="yellow"))
+        if self.edited_args is None:
+            self._show_args(request.args, "")
+        else:
+            self._show_args(self.edited_args, args_diff(request.args, self.edited_args))
         self._seen_bottom = False
         self._arrange()
         self._restart_arming()  # a changed prompt is a new prompt: read it before answering
