@@ -540,27 +540,7 @@ class ExecutionController:
         request = self._new_request(ctx)
         self.denied_earlier += 1
         reason = "denied earlier: an identical call (same action hash) was denied in this run; not asked again"
-        ctx.approval = {
-            "request_id": request.request_id,
-            "approved": False,
-            "decided_by": "gate",
-            "reason": reason,
-            "action_hash": request.action_hash,
-            "outcome": ApprovalOutcome.DENIED_EARLIER.value,
-        }
-        self.bus.emit(
-            ApprovalDecided,
-            request_id=request.request_id,
-            plan_id=ctx.plan_id,
-            action_id=ctx.action_id,
-            tool=ctx.tool,
-            approved=False,
-            decided_by="gate",
-            reason=reason,
-            action_hash=request.action_hash,
-            outcome=ApprovalOutcome.DENIED_EARLIER.value,
-            agent=ctx.agent,
-        )
+        self._record_decision(ctx, request, deny(request, "gate", reason, outcome=ApprovalOutcome.DENIED_EARLIER))
         self.transition(ctx, S.LOCKED, reason)
 
     async def _go_live(
@@ -693,6 +673,20 @@ class ExecutionController:
             self.stop_agent(ctx.agent, f"agent {ctx.agent} stopped by {decision.decided_by}: {decision.reason}")
         if outcome in (ApprovalOutcome.DENIED, ApprovalOutcome.DENIED_AND_STOPPED) and decision.decided_by != "lock":
             self.denied_hashes.add(request.action_hash)
+        self._record_decision(ctx, request, decision)
+        if not decision.approved:
+            # A grant needs no barrier of its own: nothing goes LIVE before the barrier (or
+            # the intent, which commits every earlier event with it) in _go_live.
+            try:
+                await self.bus.barrier()
+            except Phase24Error as exc:
+                self._fail_closed(exc)
+        return decision
+
+    def _record_decision(self, ctx: ExecutionContext, request: ApprovalRequest, decision: ApprovalDecision) -> None:
+        """The decision on the action (its approval record) and as an event (decisions log, journal)."""
+        outcome = decision.kind
+        edited = decision.approved and decision.edited_args is not None
         approved_hash = decision.action_hash if decision.approved else request.action_hash
         ctx.approval = {
             "request_id": request.request_id,
@@ -703,7 +697,7 @@ class ExecutionController:
             "outcome": outcome.value,
             "args_fully_visible": decision.args_fully_visible,
         }
-        if decision.approved and decision.edited_args is not None:
+        if edited:
             ctx.approval["operator_modified"] = True
             ctx.approval["original_action_hash"] = request.action_hash
         self.bus.emit(
@@ -719,17 +713,9 @@ class ExecutionController:
             outcome=outcome.value,
             agent=ctx.agent,
             args_fully_visible=decision.args_fully_visible,
-            original_action_hash=request.action_hash if decision.edited_args is not None and decision.approved else "",
-            edited_args=decision.edited_args if decision.approved else None,
+            original_action_hash=request.action_hash if edited else "",
+            edited_args=decision.edited_args if edited else None,
         )
-        if not decision.approved:
-            # A grant needs no barrier of its own: nothing goes LIVE before the barrier (or
-            # the intent, which commits every earlier event with it) in _go_live.
-            try:
-                await self.bus.barrier()
-            except Phase24Error as exc:
-                self._fail_closed(exc)
-        return decision
 
     def check_decision(
         self, ctx: ExecutionContext, request: ApprovalRequest, decision: ApprovalDecision
