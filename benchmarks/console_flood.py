@@ -234,10 +234,10 @@ async def _console(plan_path: Path, expected_events: int, out: Path, keys: bool)
         if store is None:
             return
 
-        def timed_store(reason: str) -> None:
+        def timed_store(locked: bool, reason: str, by: str) -> None:
             s0 = time.perf_counter()
             try:
-                store(reason)
+                store(locked, reason, by)
             finally:
                 store_ms.append((time.perf_counter() - s0) * 1000)
 

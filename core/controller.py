@@ -153,8 +153,17 @@ class ExecutionContext:
                 return run.mode
         return None
 
+    #: (action, agent, mode, hash) of the last hash computed: an action's LIVE hash is asked
+    #: for several times (duplicate check, approval, intent); an edited action is a new object.
+    _hash_memo: tuple[Any, str, ExecutionMode, str] | None = field(default=None, repr=False, compare=False)
+
     def action_hash(self, mode: ExecutionMode = ExecutionMode.LIVE) -> str:
-        return canonical_action_hash(self.agent, self.tool, self.action.args, self.plan_id, mode)
+        memo = self._hash_memo
+        if memo is not None and memo[0] is self.action and memo[1] == self.agent and memo[2] is mode:
+            return memo[3]
+        digest = canonical_action_hash(self.agent, self.tool, self.action.args, self.plan_id, mode)
+        self._hash_memo = (self.action, self.agent, mode, digest)
+        return digest
 
     def intent_key(self) -> str:
         """The journal key of this action's LIVE intent.
@@ -361,13 +370,20 @@ class ExecutionController:
         self._lock_reason = reason
 
     def announce_lock(self, reason: str, by: str) -> None:
+        """Deny what waits, say so at once, then record the lock durably.
+
+        The in-memory flag already holds everything at MOCK; the SystemLocked event goes out
+        before the (fsynced) lock records are written, so the operator sees the lock without
+        waiting for the disk. Nothing can go LIVE before those records are durable: a LIVE
+        start waits for a durability barrier, which commits the journal's lock record too.
+        """
         self.gate.cancel_pending(f"system locked: {reason}")
+        self.bus.emit(SystemLocked, reason=reason, by=by)
         if self.lock_store is not None:
             try:
                 self.lock_store(True, reason, by)
             except Phase24Error:
                 pass  # already locked in memory; the storage failure locks too
-        self.bus.emit(SystemLocked, reason=reason, by=by)
 
     def _on_core(self, fn: Callable[[], object]) -> None:
         call_on_loop(self._loop, fn)
@@ -572,6 +588,9 @@ class ExecutionController:
                     ctx.tool,
                     ctx.approval["request_id"] if ctx.approval else None,
                 )
+                # The intent, with every event before it, is durable before the effect: one
+                # commit shared with every agent that reached a barrier at the same time.
+                await self.bus.barrier()
             except DuplicateIntent:
                 self.transition(ctx, S.LOCKED, "duplicate irreversible action: the journal already holds its intent")
                 return ctx
@@ -593,6 +612,11 @@ class ExecutionController:
                 self._settle_unknown(ctx)
             else:
                 self._settle_intent(ctx, ok)
+            # The outcome is durable before the action is reported done (a shared commit).
+            try:
+                await self.bus.barrier()
+            except Phase24Error as exc:
+                self._fail_closed(exc)
             crash_point("after_outcome")
         if ctx.outcome_unknown:
             self.transition(ctx, S.ROLLBACK, f"LIVE {ctx.failure}")

@@ -121,15 +121,19 @@ SIMULATED_EFFECTS = "simulated_effects.jsonl"
 
 
 class SimulatedEffectLedger:
-    """The simulated external world: one durable line per LIVE effect or compensation.
+    """The simulated external world: one line per LIVE effect or compensation.
 
     It stands in for the CRM, mailbox or database a real executor would touch, so the
-    crash tests can count how often an irreversible effect really happened.
+    crash tests can count how often an irreversible effect really happened. Each line is
+    written through to the operating system at once (a killed process loses none), and
+    fsynced at the next durability barrier with the journal's group commit (`sync`), not
+    once per effect.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[str] | None = open(path, "a", encoding="utf-8")
+        self._unsynced = False
 
     def __call__(self, kind: str, action: PlannedAction, mode: ExecutionMode) -> None:
         if self._fh is None:
@@ -137,12 +141,21 @@ class SimulatedEffectLedger:
         record = {"kind": kind, "action_id": action.id, "agent": action.agent, "tool": action.tool, "args": action.args}
         self._fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """fsync the lines written since the last sync (none: nothing to do)."""
+        if self._fh is not None and self._unsynced:
+            os.fsync(self._fh.fileno())
+            self._unsynced = False
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            try:
+                self.sync()
+            finally:
+                self._fh.close()
+                self._fh = None
 
 
 class ExecutorRegistry:

@@ -94,7 +94,7 @@ class GateService(Phase24Harness):
         )
         self.conflict_resolver = self.orchestrator.resolver = self.stream_resolver
         self.grants = GrantBook(self.bus, self.clock, lease_s=lease_s)
-        self.group = GroupCommit(self._commit_journal, delay_s=commit_delay_s)
+        self.group = GroupCommit(self._commit_durably, delay_s=commit_delay_s)
         self.feed = EventFeed(self.bus, journal_dir=lambda: self.config.output_dir if self.journal else None)
         self.accepting = False
         self.started = asyncio.Event()
@@ -149,7 +149,6 @@ class GateService(Phase24Harness):
         super()._open_durable_state()
         journal = self.journal
         if journal is not None:
-            self.bus.replace_barrier(journal.barrier, self.group.barrier)
             ledger = LeasedIntentLedger(journal, self.intents)
             self.controller.ledger = ledger
             self.grants.ledger = ledger
@@ -164,9 +163,6 @@ class GateService(Phase24Harness):
         self._health_cache = super()._emit_health()
         return self._health_cache
 
-    def _commit_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.commit(durable=True)
 
     # -- intake -----------------------------------------------------------------------
 

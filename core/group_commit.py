@@ -36,16 +36,31 @@ class GroupCommit:
     async def barrier(self) -> None:
         """Return once everything published before the call is durably committed."""
         self.waiters += 1
+        await asyncio.shield(self._upcoming(asyncio.get_running_loop()))
+
+    def schedule(self) -> None:
+        """Make sure a commit comes soon, without waiting for it: a lock's or an outcome's
+        record rides it. Outside an event loop the commit happens at once."""
+        if self._next is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.commits += 1
+            self._commit()
+            return
+        self._upcoming(loop)
+
+    def _upcoming(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         future = self._next
         if future is None:
-            loop = asyncio.get_running_loop()
             future = self._next = loop.create_future()
             self._turns_left = self._turns
             if self._delay_s > 0:
                 loop.call_later(self._delay_s, self._flush)
             else:
                 loop.call_soon(self._flush)
-        await asyncio.shield(future)
+        return future
 
     def _flush(self) -> None:
         self._turns_left -= 1

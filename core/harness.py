@@ -44,6 +44,7 @@ from core.executor_config import EXECUTORS_RECORD, WORLD_DIR, ExecutorSetup, loa
 from core.executors import SIMULATED_EFFECTS, ExecutorRegistry, SimulatedEffectLedger
 from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
+from core.group_commit import GroupCommit
 from core.journal import RUN_RECORD_DIGEST, RUN_RECORD_FILE, Journal
 from core.lock_state import LockStateError, SystemLockState
 from core.loop_bridge import call_on_loop
@@ -217,6 +218,9 @@ class Phase24Harness:
         self.lock_state = SystemLockState(self.config.state_dir, self.clock)
         self.controller.lock_store = self._store_lock
         self._lock_stamp = -1.0
+        #: Every durability barrier (intent, outcome, decision, a LIVE start) of every agent
+        #: waits for one shared commit: the journal, the simulated world and the output files.
+        self.group = GroupCommit(self._commit_durably)
 
     @classmethod
     def from_interrupted_run(
@@ -367,6 +371,9 @@ class Phase24Harness:
 
     def _subscriber_failed(self, subscriber: Callable[[Event], None], exc: BaseException) -> None:
         """Storage failed: fail closed. Lock once, say why, keep running MOCK only."""
+        self._commit_failed(exc)
+
+    def _commit_failed(self, exc: BaseException) -> None:
         if self.storage_error is None:
             self._storage_failed(f"{type(exc).__name__}: {exc}")
             self.controller.lock_system(f"storage failure, failing closed: {self.storage_error}", "system")
@@ -569,16 +576,38 @@ class Phase24Harness:
         self.effects = SimulatedEffectLedger(out / SIMULATED_EFFECTS)
         self.executors.effect_sink = self.effects
         if not self.config.durable_journal:
+            self.bus.add_barrier(self.group.barrier)
             return
         journal = Journal.open(out, self.run_id, clock=self.clock)
         self.journal = journal
         self._detach_journal = journal.attach(self.bus)
+        self.bus.replace_barrier(journal.barrier, self.group.barrier)
+        journal.group_ledger = True
+        journal.on_stage = self.group.schedule
         self._journal_live = True
         self.intents = UnsettledIntents(journal)
         self.controller.ledger = self.intents
         locked = journal.get_state("locked")
         if locked:
             self.controller.restore_lock(f"{locked} (lock survived a restart; unlock to continue)")
+
+    def _commit_durably(self) -> None:
+        """One group commit: the simulated world's new lines, the output files' lines (to the
+        operating system), then the journal, fsynced. A failure fails every waiter closed."""
+        try:
+            if self.effects is not None:
+                self.effects.sync()
+            if self.writer is not None:
+                self.writer.flush()
+        except OSError as exc:
+            raise JournalError(f"{self.config.output_dir}: cannot sync the run's files: {exc}") from exc
+        if self.journal is not None and self._journal_live:
+            try:
+                self.journal.commit(durable=True)
+            except Phase24Error as exc:
+                # Whoever waited on this commit, the system fails closed here, once.
+                self._commit_failed(exc)
+                raise
 
     def _record_run_start(self, journal: Journal) -> None:
         """run.json and its digest (through the chain), or, resuming, the UNKNOWN intents.
@@ -602,6 +631,7 @@ class Phase24Harness:
             if self.controller.locked and not journal.get_state("locked"):
                 # Locked by how the last run ended (run_status): make that lock durable first.
                 journal.set_state("locked", self.controller.lock_reason)
+            journal.commit(durable=True)
             # Only now: until that lock is durable, the old status must keep saying why.
             self.status_file = RunStatusFile.create(self.config.output_dir)
 

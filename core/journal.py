@@ -1,7 +1,10 @@
 """The durable audit journal: every event of a run in a hash-chained SQLite table (WAL, fsynced).
 
-Ordinary events are group-committed in batches; intents, outcomes and lock state are
-committed and fsynced before the call returns, and any storage failure fails closed.
+Ordinary events are group-committed in batches. Intents, outcomes and run state (ledger
+events) are committed and fsynced with their chained record: at once by default, or, with
+`group_ledger` on (a running harness), staged for the next group commit that the waiting
+caller awaits through the bus barrier, so concurrent agents share one fsync. Any storage
+failure fails closed.
 """
 
 from __future__ import annotations
@@ -148,6 +151,13 @@ class Journal:
         self._failure: str | None = None
         self._closed = False
         self._bus: EventBus | None = None
+        #: On: ledger events wait for the next commit (the caller awaits the bus barrier)
+        #: instead of committing at once. `on_stage` is told, to make sure a commit comes.
+        self.group_ledger = False
+        self.on_stage: Callable[[], None] | None = None
+        self._staged: list[Event] = []
+        self._staged_intents: dict[str, str] = {}
+        self._staged_state: dict[str, str] = {}
 
     # ----------------------------------------------------------------- opening
 
@@ -267,14 +277,30 @@ class Journal:
         self._last_seq = seq
         self._last_hash = digest
         if kind in _LEDGER_KINDS:
-            # The table change commits, fsynced, in the same transaction as its chained record.
+            # The table change commits, fsynced, in the same transaction as its chained record:
+            # this one now, or (grouped) the next one, which its caller awaits.
+            if self.group_ledger:
+                self._stage(event)
+                return
             self._transaction(lambda conn: _apply_ledger(conn, event), durable=True)
             return
         if len(self._pending) >= self.batch_size:
-            # Group commit without fsync: a process crash loses nothing committed, a power
-            # loss at most what came after the last barrier (MOCK/DRY_RUN bookkeeping only).
-            # Every barrier, intent, outcome and state change is a durable (fsynced) commit.
-            self._transaction(None, durable=False)
+            # A full batch is one transaction. fsynced like every commit (one fsync per
+            # batch_size events costs little, and the pragma never switches).
+            self._transaction(None, durable=True)
+
+    def _stage(self, event: Event) -> None:
+        """Hold a ledger event's table change for the next transaction; reads see it at once."""
+        self._staged.append(event)
+        if isinstance(event, IntentRecorded):
+            self._staged_intents[event.action_hash] = "PENDING"
+        elif isinstance(event, IntentStatusChanged):
+            for action_hash in event.action_hashes:
+                self._staged_intents[action_hash] = event.status
+        elif isinstance(event, RunStateChanged):
+            self._staged_state[event.key] = event.value
+        if self.on_stage is not None:
+            self.on_stage()
 
     def _refuse_out_of_order(self, event: Event) -> None:
         seq = event.seq
@@ -366,6 +392,10 @@ class Journal:
         self._confirm(self.intent_status(action_hash) == "UNKNOWN", f"the UNKNOWN outcome of intent {action_hash}")
 
     def intent_status(self, action_hash: str) -> str | None:
+        staged = self._staged_intents.get(action_hash)
+        if staged is not None:
+            self._check_usable()
+            return staged
         row = self._read("SELECT status FROM intents WHERE action_hash = ?", (action_hash,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -394,6 +424,8 @@ class Journal:
         """Intents as dicts (all, or those with `status`), oldest first."""
         if status is not None and status not in INTENT_STATUSES:
             raise ValueError(f"unknown intent status {status!r}")
+        if self._staged:
+            self.commit(durable=True)  # a listing reads the table: staged changes first
         sql = (
             "SELECT action_hash, plan_id, action_id, agent, tool, approval_id, status, created, updated FROM intents"
             + (" WHERE status = ?" if status else "")
@@ -419,6 +451,10 @@ class Journal:
             self._confirm(self.get_state(key) == value, f"run state {key!r}")
 
     def get_state(self, key: str) -> str | None:
+        staged = self._staged_state.get(key)
+        if staged is not None:
+            self._check_usable()
+            return staged
         row = self._read("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -472,6 +508,7 @@ class Journal:
         self._failure = reason
         # The batch can never be committed now (no retry after a failed commit), so drop it.
         self._pending.clear()
+        self._drop_staged()
         raise JournalError(f"{self.path}: {reason}; the journal is stopped (fail closed)") from cause
 
     def _refuse(self, reason: str) -> NoReturn:
@@ -500,6 +537,8 @@ class Journal:
             # Written in every transaction: it lets verify detect a truncated tail, and it makes
             # a durable commit with nothing pending still write, and so fsync, the WAL.
             conn.executemany(_SET_META, [("head_seq", str(self._last_seq)), ("head_hash", self._last_hash)])
+            for event in self._staged:
+                _apply_ledger(conn, event)
             if extra is not None:
                 extra(conn)
             conn.execute("COMMIT")
@@ -513,8 +552,15 @@ class Journal:
                 pass  # the commit already failed; the journal is stopped whatever rollback says
             self._fail(f"commit failed: {exc}", exc)
         self._pending = []
+        self._drop_staged()
         self._committed_seq = self._last_seq
         self._unsynced = not durable
+
+    def _drop_staged(self) -> None:
+        if self._staged:
+            self._staged = []
+            self._staged_intents.clear()
+            self._staged_state.clear()
 
 
 def _apply_ledger(conn: sqlite3.Connection, event: Event) -> None:

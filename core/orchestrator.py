@@ -327,8 +327,10 @@ class _PlanRun:
         status = ledger.intent_status(key)
         if status is not None:
             return status == "DONE"
+        bus = self.o.controller.bus
         try:
             ledger.record_intent(key, ctx.plan_id, f"{ctx.action_id}:undo", ctx.agent, f"{ctx.tool}:compensate", None)
+            await bus.barrier()  # durable before the compensation runs
         except Phase24Error:
             return False  # the journal failed (the system locks): nothing LIVE runs unrecorded
         crash_point("after_compensation_intent")
@@ -336,6 +338,7 @@ class _PlanRun:
         crash_point("after_compensation")
         try:
             ledger.record_outcome(key, outcome.success)
+            await bus.barrier()
         except Phase24Error:
             pass  # stays unsettled: reported as UNKNOWN by the storage-failure report
         return outcome.success

@@ -98,7 +98,9 @@ def test_hand_edit_fails_verify_and_resume_runs_nothing(
     assert main(["verify", str(run_dir)]) == 0
     capsys.readouterr()
     effects = _effects(run_dir)
-    assert sum(effects.values()) == 2
+    # Two outcomes on disk; another agent's effect may have happened too (its outcome was
+    # waiting for the next group commit).
+    assert sum(effects.values()) >= 2
 
     EDITS[edit](run_dir)
 
@@ -114,7 +116,7 @@ def test_hand_edit_fails_verify_and_resume_runs_nothing(
 def test_untouched_run_verifies_before_and_after_resume(tmp_path: Path) -> None:
     run_dir = _killed_run(tmp_path)
     assert verify_journal(run_dir).ok
-    assert _cli(["resume", str(run_dir), "--approve-all"]).returncode == 0
+    assert _cli(["resume", str(run_dir), "--approve-all"]).returncode in (0, 1)  # 1: an UNKNOWN outcome
     report = verify_journal(run_dir)
     assert report.ok, report.problem
 
