@@ -1,0 +1,284 @@
+"""`phase24 console --web`: the console in a real browser (Debian's headless Chromium driven by
+Playwright's Python client), in front of a real gate service process on free loopback ports.
+
+Not skipped when Chromium is missing: `.ci/run` installs it, and a machine without it fails
+here with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from playwright.sync_api import Page, WebSocket, sync_playwright
+
+from core.events import ApprovalDecided
+from core.journal import read_events
+from service.tokens import TOKENS_FILE, add_token
+from tests.service_fixtures import ROOT, _reader, env, phase24
+
+CHROMIUM = Path(os.environ.get("PHASE24_CHROMIUM", "/usr/bin/chromium"))
+ANSI = re.compile(r"\x1b\[[0-9;?<>]*[A-Za-z~]|\x1b\][^\x07]*\x07")
+
+
+@dataclass
+class WebGate:
+    proc: subprocess.Popen[str]
+    web: str  # http://127.0.0.1:PORT/
+    api: str  # http://127.0.0.1:PORT
+    out: Path
+    lines: queue.Queue[str]
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@contextmanager
+def running_web(out: Path, *options: str) -> Iterator[WebGate]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "console",
+            "--web",
+            *("--port", "0", "--api-port", "0"),
+            "--out",
+            str(out),
+            *options,
+        ],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = _reader(proc)
+        said = ""
+        deadline = time.monotonic() + 60
+        while "listening on" not in said:
+            try:
+                said += lines.get(timeout=0.2)
+            except queue.Empty:
+                assert proc.poll() is None and time.monotonic() < deadline, f"--web did not start: {said}"
+        web = re.search(r"the console on (http://\S+/)", said)
+        api = re.search(r"listening on (http://\S+)", said)
+        assert web and api, said
+        yield WebGate(proc, web.group(1), api.group(1), out, lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (the console processes of a web gate)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, timeout: float = 60, pause: Callable[[], None] = lambda: time.sleep(0.1)
+) -> None:
+    """`pause`: with a page, `page.wait_for_timeout` (Playwright delivers its events only while it runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        pause()
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def tokens(out: Path) -> dict[str, str]:
+    return {
+        "operator": add_token(out / TOKENS_FILE, "operator", "web-op"),
+        "viewer": add_token(out / TOKENS_FILE, "viewer", "wall"),
+        "agent": add_token(out / TOKENS_FILE, "agent", "data_agent"),
+    }
+
+
+def propose(api: str, agent_token: str) -> str:
+    body = {"agent": "data_agent", "tool": "database_write", "confidence": 0.9, "args": {"row": 7}}
+    response = httpx.post(f"{api}/v1/proposals", json=body, headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["proposal_id"])
+
+
+def proposal(api: str, agent_token: str, proposal_id: str, wait: float) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {agent_token}"}
+    response = httpx.get(f"{api}/v1/proposals/{proposal_id}?wait={wait}", headers=headers, timeout=wait + 30)
+    return dict(response.json())
+
+
+class Screen:
+    """What the browser was sent: the console processes' output, escapes stripped."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.chunks: list[bytes] = []
+        page.on("websocket", self._watch)
+
+    def pause(self) -> None:
+        self.page.wait_for_timeout(100)
+
+    def _watch(self, websocket: WebSocket) -> None:
+        websocket.on("framereceived", lambda data: self.chunks.append(data if isinstance(data, bytes) else b""))
+
+    def text(self, since: int = 0) -> str:
+        return ANSI.sub("", b"".join(self.chunks[since:]).decode("utf-8", "replace"))
+
+
+def launch(playwright: Any) -> Any:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: `apt-get install -y chromium` (as .ci/run does)")
+    # No WebGL: in a headless Chromium without a GPU, xterm.js's WebGL renderer drops the first paint.
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--disable-3d-apis"])
+
+
+def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    token = tokens(out)
+    with running_web(out) as gate, sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(gate.web) else route.abort())
+        screen = Screen(page)
+
+        # The page asks for an operator token; a wrong one is refused, and no console runs.
+        first = page.goto(gate.web)
+        assert first is not None and first.status == 401
+        page.fill("#token", "p24_not_a_token")
+        with page.expect_navigation() as refused:
+            page.click("button[type=submit]")
+        assert refused.value is not None and refused.value.status == 401
+        assert "Unknown token" in page.inner_text("body")
+        assert children_of(gate.proc.pid) == []
+
+        # The operator's token logs in: the page loads and its console draws the gate's header.
+        page.fill("#token", token["operator"])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.url == gate.web
+        page.wait_for_selector("#terminal.-connected", timeout=60_000)
+        wait_until(lambda: "pending approvals 0" in screen.text(), "the console in the page", pause=screen.pause)
+        assert children_of(gate.proc.pid), "no console process for the logged-in browser"
+
+        # An agent proposes a HIGH-risk call: the approval appears in the browser.
+        seen = len(screen.chunks)
+        proposal_id = propose(gate.api, token["agent"])
+        wait_until(
+            lambda: "APPROVAL NEEDED" in screen.text(seen), "the approval prompt in the page", pause=screen.pause
+        )
+        assert "database_write" in screen.text(seen) and "data_agent" in screen.text(seen)
+        page.screenshot(path=str(tmp_path / "approval.png"))
+
+        # `y` in the page approves it (the prompt takes keys once armed: press again until it has).
+        page.focus(".xterm-helper-textarea")
+        status = proposal(gate.api, token["agent"], proposal_id, 0)
+        for _ in range(20):
+            page.keyboard.press("y")
+            status = proposal(gate.api, token["agent"], proposal_id, 3)
+            if status["decided"]:
+                break
+        assert (status["state"], status["decision"]) == ("COMPLETED", "approved"), status
+        page.screenshot(path=str(tmp_path / "approved.png"))
+        browser.close()
+        assert gate.stop() == 0
+    decided = [event for event in read_events(out) if isinstance(event, ApprovalDecided)]
+    assert len(decided) == 1
+    assert decided[0].approved and decided[0].outcome == "APPROVE" and decided[0].tool == "database_write"
+    assert decided[0].decided_by == "operator:web-op"
+    assert phase24("verify", str(out)).returncode == 0
+
+
+async def test_only_an_operator_token_opens_a_console(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    token = tokens(out)
+    with running_web(out) as gate:
+        await asyncio.to_thread(_check_the_page, gate, token)
+        await _check_the_websocket(gate, token)
+        assert await asyncio.to_thread(gate.stop) == 0
+
+
+def _check_the_page(gate: WebGate, token: dict[str, str]) -> None:
+    with httpx.Client(base_url=gate.web, follow_redirects=False) as http:
+        assert http.get("/").status_code == 401
+        assert http.get("/", params={"token": "p24_wrong"}).status_code == 401
+        assert http.get("/", params={"token": token["viewer"]}).status_code == 403
+        assert http.get("/", params={"token": token["agent"]}).status_code == 403
+        assert http.post("/login", data={"token": "p24_wrong"}).status_code == 401
+        assert http.post("/login", data={"token": token["viewer"]}).status_code == 403
+        assert not http.cookies
+        logged_in = http.get("/", params={"token": token["operator"]})
+        assert logged_in.status_code == 303 and logged_in.headers["location"] == "/"
+        cookie = logged_in.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and token["operator"] not in cookie
+        page = http.get("/")
+        assert page.status_code == 200
+        assert f'data-session-websocket-url="ws://{page.url.netloc.decode()}/ws"' in page.text
+        # A host name other than loopback (DNS rebinding) is refused while bound to loopback.
+        assert http.get("/", headers={"Host": "evil.example"}).status_code == 403
+
+
+async def _check_the_websocket(gate: WebGate, token: dict[str, str]) -> None:
+    ws_url = gate.web + "ws"
+    origin = gate.web.rstrip("/")
+    async with aiohttp.ClientSession() as anonymous:
+        await _refused(anonymous, ws_url, origin, 401)
+    async with aiohttp.ClientSession(cookies={"phase24_console": "forged"}) as forged:
+        await _refused(forged, ws_url, origin, 401)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # unsafe: IP hosts
+        async with session.get(gate.web, params={"token": token["operator"]}, allow_redirects=False) as login:
+            assert login.status == 303
+        await _refused(session, ws_url, "http://evil.example", 403)
+        assert children_of(gate.proc.pid) == [], "a console process started for a refused connection"
+        async with session.ws_connect(ws_url, headers={"Origin": origin}) as websocket:
+            await asyncio.to_thread(wait_until, lambda: bool(children_of(gate.proc.pid)), "the console process")
+            await websocket.close()
+        await asyncio.to_thread(wait_until, lambda: not children_of(gate.proc.pid), "the console process to end")
+
+
+async def _refused(session: aiohttp.ClientSession, url: str, origin: str, status: int) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        async with session.ws_connect(url, headers={"Origin": origin}):
+            pass
+    assert refused.value.status == status
+
+
+def test_web_refuses_a_remote_host_a_plan_and_a_busy_port(tmp_path: Path) -> None:
+    remote = phase24("console", "--web", "--host", "0.0.0.0", "--port", "0", "--out", str(tmp_path / "a"))
+    assert remote.returncode == 2 and "--allow-remote" in remote.stderr and "Traceback" not in remote.stderr
+    assert len(remote.stderr.strip().splitlines()) == 1
+    plan = phase24("console", "--web", str(ROOT / "sample_plans" / "approvals.json"), "--out", str(tmp_path / "b"))
+    assert plan.returncode == 2 and "--web" in plan.stderr and "Traceback" not in plan.stderr
+    with running_web(tmp_path / "c") as gate:
+        port = gate.web.rstrip("/").rpartition(":")[2]
+        busy = phase24("console", "--web", "--port", port, "--api-port", "0", "--out", str(tmp_path / "d"))
+        assert gate.stop() == 0
+    assert busy.returncode == 2 and "--port" in busy.stderr and "Traceback" not in busy.stderr
