@@ -136,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the console to browsers (textual-serve) beside a gate service; an operator token logs in",
     )
     watch.add_argument(
-        "--api-port", type=int, default=8724, help="with --web: the gate service's API port for agents (default 8724)"
+        "--api-port", type=int, default=None, help="with --web: the gate service's API port for agents (default 8724)"
     )
-    watch.add_argument("--host", default="127.0.0.1", help="with --web: the address to bind (default 127.0.0.1)")
+    watch.add_argument("--host", default=None, help="with --web: the address to bind (default 127.0.0.1)")
     watch.add_argument("--allow-remote", action="store_true", help="with --web: allow a non-loopback --host")
     add_console_options(watch)
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
@@ -294,6 +294,9 @@ def cmd_console(args: argparse.Namespace) -> int:
         from console.web import run_web
 
         return run_web(args)
+    for given, name in ((args.api_port, "--api-port"), (args.host, "--host"), (args.allow_remote, "--allow-remote")):
+        if given not in (None, False):
+            raise BadInput(f"{name}: only with --web")
     if args.port is None:
         args.port = 8724
     if args.attach:

@@ -27,6 +27,7 @@ import html
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import shlex
 import socket
@@ -51,7 +52,8 @@ from service.tokens import TokenStore
 
 DEFAULT_WEB_PORT = 8725
 DEFAULT_API_PORT = 8724
-COOKIE = "phase24_console"
+COOKIE = "phase24_console_{port}"
+"""The session cookie's name: per port, as browsers send a host's cookies to all its ports."""
 MAX_CONSOLES = 8
 """Browser consoles at once (each is a Python process): more get 503."""
 STOP_CONSOLE_S = 10.0
@@ -86,6 +88,9 @@ class WebOptions:
     approval_timeout_s: float | None = None
     dry_run_only: bool = False
     live_floor: float | None = None
+    keys: Path | None = None
+    no_bell: bool = False
+    desktop_notify: bool = False
 
     def serve_options(self) -> ServeOptions:
         return ServeOptions(
@@ -99,9 +104,35 @@ class WebOptions:
         )
 
 
-def console_command(api_url: str) -> str:
+def console_command(api_url: str, options: WebOptions) -> str:
     """The shell command each browser connection runs (textual-serve starts it with a shell)."""
-    return shlex.join([sys.executable, "-m", "console.cli", "console", "--attach", api_url])
+    given = ["--keys", str(options.keys.resolve())] if options.keys is not None else []
+    given += ["--no-bell"] if options.no_bell else []
+    given += ["--desktop-notify"] if options.desktop_notify else []
+    return shlex.join([sys.executable, "-m", "console.web", "--attach", api_url, *given])
+
+
+def browser_console(argv: list[str]) -> int:
+    """One browser's console process: `phase24 console --attach URL` with the web gate's keys
+    file, and the operator's token from `PHASE24_TOKEN`."""
+    from console.app import OperatorConsole
+    from console.console_options import add_console_options, apply_console_options, load_console_keymap
+    from console.remote import AttachError, attached_app
+    from core.inert import inert
+
+    parser = argparse.ArgumentParser(prog="phase24 console --web (one browser's console)")
+    parser.add_argument("--attach", required=True, metavar="URL")
+    add_console_options(parser)
+    args = parser.parse_args(argv)
+    keymap = load_console_keymap(args, OperatorConsole)
+    try:
+        app = attached_app(args.attach, os.environ.get("PHASE24_TOKEN", ""), read_only=False)
+    except AttachError as exc:
+        sys.stderr.write(f"phase24: error: {inert(str(exc), 2000)}\n")
+        return exit_codes.BAD_INPUT
+    apply_console_options(app, args, keymap)
+    code = app.run()
+    return code if code is not None else exit_codes.OK
 
 
 class _ConsoleProcess(AppService):
@@ -150,8 +181,9 @@ def _loopback_name(host_header: str) -> bool:
 class WebConsole:
     """The browser side: login, the page, and one console process per websocket."""
 
-    def __init__(self, command: str, tokens: TokenStore, *, loopback_only: bool, title: str) -> None:
+    def __init__(self, command: str, tokens: TokenStore, *, port: int, loopback_only: bool, title: str) -> None:
         self.command = command
+        self.cookie = COOKIE.format(port=port)
         self.tokens = tokens
         self.loopback_only = loopback_only
         self.title = title
@@ -197,7 +229,7 @@ class WebConsole:
 
     def _session_token(self, request: web.Request) -> str | None:
         """The operator token behind the request's session cookie, if it is still an operator's."""
-        session = request.cookies.get(COOKIE, "")
+        session = request.cookies.get(self.cookie, "")
         token = self.sessions.get(session)
         if token is None:
             return None
@@ -218,7 +250,7 @@ class WebConsole:
         self.sessions[session] = token
         response = web.HTTPSeeOther("/")
         response.set_cookie(
-            COOKIE, session, httponly=True, samesite="Strict", path="/", secure=request.scheme == "https"
+            self.cookie, session, httponly=True, samesite="Strict", path="/", secure=request.scheme == "https"
         )
         return response
 
@@ -388,8 +420,9 @@ async def serve_web(options: WebOptions, announce: TextIO = sys.stdout) -> dict[
         make_config(serve_options, listening.out), clock=clock, run_id=listening.run_id, lease_s=serve_options.lease_s
     )
     console = WebConsole(
-        console_command(api_url),
+        console_command(api_url, options),
         listening.tokens,
+        port=web_sock.getsockname()[1],
         loopback_only=not options.allow_remote,
         title=f"Phase 24 operator console ({listening.run_id})",
     )
@@ -416,20 +449,38 @@ def run_web(args: argparse.Namespace) -> int:
             "--web: serves the gate service's console (agents propose over HTTP) and takes no PLAN; "
             "run plans with `phase24 console PLAN` in a terminal"
         )
-    if args.attach:
-        raise ConfigError("--web: not with --attach (it serves its own gate; browsers attach to it)")
+    for given, name in ((args.attach, "--attach"), (args.token, "--token"), (args.read_only, "--read-only")):
+        if given:
+            raise ConfigError(f"--web: not with {name} (it serves its own gate; each browser logs in with its token)")
+    if args.arm_delay is not None:
+        raise ConfigError("--arm-delay: not with --web (a browser's console is an attached one: the default delay)")
+    from console.app import OperatorConsole
+    from console.console_options import load_console_keymap
+    from console.keymap import KeymapError
+
+    try:
+        load_console_keymap(args, OperatorConsole)  # a bad keys file stops us before anything is served
+    except KeymapError as exc:  # a ConfigError too: exit 2 also under `python -m console.cli`
+        raise ConfigError(str(exc)) from None
     options = WebOptions(
-        host=args.host,
+        host=args.host or "127.0.0.1",
         port=DEFAULT_WEB_PORT if args.port is None else args.port,
-        api_port=args.api_port,
+        api_port=DEFAULT_API_PORT if args.api_port is None else args.api_port,
         out=args.out,
         allow_remote=args.allow_remote,
         approval_timeout_s=args.approval_timeout,
         dry_run_only=args.dry_run_only,
         live_floor=args.live_floor,
+        keys=args.keys,
+        no_bell=args.no_bell,
+        desktop_notify=args.desktop_notify,
     )
     from service.cli import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve_web(options))
     return exit_codes.OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(browser_console(sys.argv[1:]))

@@ -103,6 +103,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_until(
     check: Callable[[], bool], what: str, timeout: float = 60, pause: Callable[[], None] = lambda: time.sleep(0.1)
 ) -> None:
@@ -164,7 +171,9 @@ def launch(playwright: Any) -> Any:
 def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -> None:
     out = tmp_path / "gate"
     token = tokens(out)
-    with running_web(out) as gate, sync_playwright() as playwright:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\nlock = "ctrl+k"\n')
+    with running_web(out, "--keys", str(keys)) as gate, sync_playwright() as playwright:
         browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(gate.web) else route.abort())
@@ -189,6 +198,14 @@ def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -
         wait_until(lambda: "pending approvals 0" in screen.text(), "the console in the page", pause=screen.pause)
         assert children_of(gate.proc.pid), "no console process for the logged-in browser"
 
+        # `?` in the page opens the help, with the keys in force (the gate's --keys file).
+        page.focus(".xterm-helper-textarea")
+        seen = len(screen.chunks)
+        page.keyboard.press("?")
+        wait_until(lambda: "LOCK the whole system" in screen.text(seen), "the help in the page", pause=screen.pause)
+        assert "ctrl+k" in screen.text(seen) and "phase24 console --web" in screen.text(seen)
+        page.keyboard.press("Escape")
+
         # An agent proposes a HIGH-risk call: the approval appears in the browser.
         seen = len(screen.chunks)
         proposal_id = propose(gate.api, token["agent"])
@@ -199,7 +216,6 @@ def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -
         page.screenshot(path=str(tmp_path / "approval.png"))
 
         # `y` in the page approves it (the prompt takes keys once armed: press again until it has).
-        page.focus(".xterm-helper-textarea")
         status = proposal(gate.api, token["agent"], proposal_id, 0)
         for _ in range(20):
             page.keyboard.press("y")
@@ -208,8 +224,12 @@ def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -
                 break
         assert (status["state"], status["decision"]) == ("COMPLETED", "approved"), status
         page.screenshot(path=str(tmp_path / "approved.png"))
-        browser.close()
+
+        # SIGTERM with the browser still connected: the gate stops cleanly and its console goes too.
+        consoles = children_of(gate.proc.pid)
         assert gate.stop() == 0
+        assert not [pid for pid in consoles if alive(pid)], "a console process outlived the web gate"
+        browser.close()
     decided = [event for event in read_events(out) if isinstance(event, ApprovalDecided)]
     assert len(decided) == 1
     assert decided[0].approved and decided[0].outcome == "APPROVE" and decided[0].tool == "database_write"
@@ -251,7 +271,8 @@ async def _check_the_websocket(gate: WebGate, token: dict[str, str]) -> None:
     origin = gate.web.rstrip("/")
     async with aiohttp.ClientSession() as anonymous:
         await _refused(anonymous, ws_url, origin, 401)
-    async with aiohttp.ClientSession(cookies={"phase24_console": "forged"}) as forged:
+    port = gate.web.rstrip("/").rpartition(":")[2]
+    async with aiohttp.ClientSession(cookies={f"phase24_console_{port}": "forged"}) as forged:
         await _refused(forged, ws_url, origin, 401)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # unsafe: IP hosts
         async with session.get(gate.web, params={"token": token["operator"]}, allow_redirects=False) as login:
@@ -271,12 +292,17 @@ async def _refused(session: aiohttp.ClientSession, url: str, origin: str, status
     assert refused.value.status == status
 
 
-def test_web_refuses_a_remote_host_a_plan_and_a_busy_port(tmp_path: Path) -> None:
+def test_web_refuses_a_remote_host_a_plan_a_bad_keys_file_and_a_busy_port(tmp_path: Path) -> None:
     remote = phase24("console", "--web", "--host", "0.0.0.0", "--port", "0", "--out", str(tmp_path / "a"))
     assert remote.returncode == 2 and "--allow-remote" in remote.stderr and "Traceback" not in remote.stderr
     assert len(remote.stderr.strip().splitlines()) == 1
     plan = phase24("console", "--web", str(ROOT / "sample_plans" / "approvals.json"), "--out", str(tmp_path / "b"))
     assert plan.returncode == 2 and "--web" in plan.stderr and "Traceback" not in plan.stderr
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\nno_such_action = "k"\n')
+    bad_keys = phase24("console", "--web", "--keys", str(keys), "--port", "0", "--out", str(tmp_path / "e"))
+    assert bad_keys.returncode == 2 and "no_such_action" in bad_keys.stderr and "Traceback" not in bad_keys.stderr
+    assert not (tmp_path / "e").exists()
     with running_web(tmp_path / "c") as gate:
         port = gate.web.rstrip("/").rpartition(":")[2]
         busy = phase24("console", "--web", "--port", port, "--api-port", "0", "--out", str(tmp_path / "d"))
