@@ -8,6 +8,7 @@ here with the command that installs it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -33,6 +34,7 @@ from tests.service_fixtures import ROOT, _reader, env, phase24
 
 CHROMIUM = Path(os.environ.get("PHASE24_CHROMIUM", "/usr/bin/chromium"))
 ANSI = re.compile(r"\x1b\[[0-9;?<>]*[A-Za-z~]|\x1b\][^\x07]*\x07")
+CURSOR = re.compile(r"\x1b\[(\d+);(\d+)H")
 
 
 @dataclass
@@ -130,8 +132,8 @@ def tokens(out: Path) -> dict[str, str]:
     }
 
 
-def propose(api: str, agent_token: str) -> str:
-    body = {"agent": "data_agent", "tool": "database_write", "confidence": 0.9, "args": {"row": 7}}
+def propose(api: str, agent_token: str, row: int) -> str:
+    body = {"agent": "data_agent", "tool": "database_write", "confidence": 0.9, "args": {"row": row}}
     response = httpx.post(f"{api}/v1/proposals", json=body, headers={"Authorization": f"Bearer {agent_token}"})
     assert response.status_code == 201, response.text
     return str(response.json()["proposal_id"])
@@ -149,6 +151,7 @@ class Screen:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.chunks: list[bytes] = []
+        self.size = (0, 0)  # columns, rows: the last size the page sent
         page.on("websocket", self._watch)
 
     def pause(self) -> None:
@@ -156,6 +159,24 @@ class Screen:
 
     def _watch(self, websocket: WebSocket) -> None:
         websocket.on("framereceived", lambda data: self.chunks.append(data if isinstance(data, bytes) else b""))
+        websocket.on("framesent", self._sent)
+
+    def _sent(self, data: str | bytes) -> None:
+        message = json.loads(data)
+        if message[0] == "resize":
+            self.size = (message[1]["width"], message[1]["height"])
+
+    def click_text(self, needle: str, since: int) -> None:
+        """Click the middle of the last place `needle` was drawn (from the cursor move before it)."""
+        raw = b"".join(self.chunks[since:]).decode("utf-8", "replace")
+        at = raw.rindex(needle)
+        move = list(CURSOR.finditer(raw, max(0, at - 20_000), at))[-1]
+        row = int(move[1]) - 1
+        column = int(move[2]) - 1 + len(ANSI.sub("", raw[move.end() : at])) + len(needle) // 2
+        box = self.page.locator(".xterm-screen").bounding_box()
+        assert box is not None and self.size[0] > 0
+        cell_w, cell_h = box["width"] / self.size[0], box["height"] / self.size[1]
+        self.page.mouse.click(box["x"] + (column + 0.5) * cell_w, box["y"] + (row + 0.5) * cell_h)
 
     def text(self, since: int = 0) -> str:
         return ANSI.sub("", b"".join(self.chunks[since:]).decode("utf-8", "replace"))
@@ -208,7 +229,7 @@ def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -
 
         # An agent proposes a HIGH-risk call: the approval appears in the browser.
         seen = len(screen.chunks)
-        proposal_id = propose(gate.api, token["agent"])
+        proposal_id = propose(gate.api, token["agent"], 7)
         wait_until(
             lambda: "APPROVAL NEEDED" in screen.text(seen), "the approval prompt in the page", pause=screen.pause
         )
@@ -225,15 +246,27 @@ def test_a_browser_console_approves_and_the_journal_records_it(tmp_path: Path) -
         assert (status["state"], status["decision"]) == ("COMPLETED", "approved"), status
         page.screenshot(path=str(tmp_path / "approved.png"))
 
+        # The next one is approved by a click on the prompt's `y approve`.
+        seen = len(screen.chunks)
+        second = propose(gate.api, token["agent"], 8)
+        wait_until(lambda: '"row": 8' in screen.text(seen), "the second prompt in the page", pause=screen.pause)
+        status = proposal(gate.api, token["agent"], second, 0)
+        for _ in range(20):
+            screen.click_text("y approve", seen)
+            status = proposal(gate.api, token["agent"], second, 3)
+            if status["decided"]:
+                break
+        assert (status["state"], status["decision"]) == ("COMPLETED", "approved"), status
+
         # SIGTERM with the browser still connected: the gate stops cleanly and its console goes too.
         consoles = children_of(gate.proc.pid)
         assert gate.stop() == 0
         assert not [pid for pid in consoles if alive(pid)], "a console process outlived the web gate"
         browser.close()
     decided = [event for event in read_events(out) if isinstance(event, ApprovalDecided)]
-    assert len(decided) == 1
-    assert decided[0].approved and decided[0].outcome == "APPROVE" and decided[0].tool == "database_write"
-    assert decided[0].decided_by == "operator:web-op"
+    assert [(d.approved, d.outcome, d.tool, d.decided_by) for d in decided] == 2 * [
+        (True, "APPROVE", "database_write", "operator:web-op")
+    ]
     assert phase24("verify", str(out)).returncode == 0
 
 
