@@ -109,7 +109,8 @@ def console_command(api_url: str, options: WebOptions) -> str:
     given = ["--keys", str(options.keys.resolve())] if options.keys is not None else []
     given += ["--no-bell"] if options.no_bell else []
     given += ["--desktop-notify"] if options.desktop_notify else []
-    return shlex.join([sys.executable, "-m", "console.web", "--attach", api_url, *given])
+    # exec: the shell becomes the console, so the process textual-serve stops (or kills) is the console itself.
+    return "exec " + shlex.join([sys.executable, "-m", "console.web", "--attach", api_url, *given])
 
 
 def browser_console(argv: list[str]) -> int:
