@@ -250,9 +250,7 @@ class WebConsole:
         session = secrets.token_urlsafe(32)
         self.sessions[session] = token
         response = web.HTTPSeeOther("/")
-        response.set_cookie(
-            self.cookie, session, httponly=True, samesite="Strict", path="/", secure=request.scheme == "https"
-        )
+        response.set_cookie(self.cookie, session, httponly=True, samesite="Strict", path="/", secure=_https(request))
         return response
 
     async def handle_login(self, request: web.Request) -> web.Response:
@@ -278,7 +276,7 @@ class WebConsole:
             return self._logged_in(request, token)
         if self._session_token(request) is None:
             return self._login_page(401, "")
-        scheme = "wss" if request.scheme == "https" else "ws"
+        scheme = "wss" if _https(request) else "ws"
         try:
             font_size = max(6, min(48, int(request.query.get("fontsize", "16"))))
         except ValueError:
@@ -348,6 +346,11 @@ class WebConsole:
     async def _close_consoles(self, app: web.Application) -> None:
         for websocket in list(self.consoles):
             await websocket.close()
+
+
+def _https(request: web.Request) -> bool:
+    """Served over HTTPS, here or by a proxy in front (which says so in X-Forwarded-Proto)."""
+    return request.scheme == "https" or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
 def _size(request: web.Request, name: str, default: int) -> int:

@@ -295,6 +295,11 @@ def _check_the_page(gate: WebGate, token: dict[str, str]) -> None:
         page = http.get("/")
         assert page.status_code == 200
         assert f'data-session-websocket-url="ws://{page.url.netloc.decode()}/ws"' in page.text
+        # Behind an HTTPS proxy (X-Forwarded-Proto), the page's websocket is wss:// and the cookie Secure.
+        proxied = http.get("/", headers={"X-Forwarded-Proto": "https"})
+        assert 'data-session-websocket-url="wss://' in proxied.text
+        proxied_login = http.get("/", params={"token": token["operator"]}, headers={"X-Forwarded-Proto": "https"})
+        assert "Secure" in proxied_login.headers["set-cookie"] and "Secure" not in cookie
         # A host name other than loopback (DNS rebinding) is refused while bound to loopback.
         assert http.get("/", headers={"Host": "evil.example"}).status_code == 403
 
