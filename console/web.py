@@ -3,7 +3,8 @@
 One process holds the gate: the same `GateService` and HTTP API as `phase24 serve` (agents
 propose on `--api-port`, default 8724). Beside it, an aiohttp server on `--port` (default
 8725) serves textual-serve's page. Every browser connection that carries an operator's
-session runs its own console process, `python -m console.cli console --attach API_URL`,
+session runs its own console process, `python -m console.web --attach API_URL` (an attached
+console, as `console --attach`, with the gate's `--keys`, `--no-bell`, `--desktop-notify`),
 with that operator's token in its environment (`PHASE24_TOKEN`, never on a command line):
 what the browser shows is the events of the one gate, and what its keys answer goes through
 the same command API, so the gate records the decision under that operator's name
