@@ -124,8 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--token", help="the token for --attach (default: $PHASE24_TOKEN)")
     watch.add_argument("--read-only", action="store_true", help="with --attach: watch only ([RO], no command keys)")
     watch.add_argument(
-        "--port", type=int, default=8724, help="without a plan: the port the embedded service listens on (loopback)"
+        "--port",
+        type=int,
+        default=None,
+        help="without a plan: the port the embedded service listens on (loopback; default 8724);"
+        " with --web: the browser page's port (default 8725)",
     )
+    watch.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the console to browsers (textual-serve) beside a gate service; an operator token logs in",
+    )
+    watch.add_argument(
+        "--api-port", type=int, default=None, help="with --web: the gate service's API port for agents (default 8724)"
+    )
+    watch.add_argument("--host", default=None, help="with --web: the address to bind (default 127.0.0.1)")
+    watch.add_argument("--allow-remote", action="store_true", help="with --web: allow a non-loopback --host")
     add_console_options(watch)
     verify = sub.add_parser("verify", help="check a run's journal hash chain")
     verify.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -276,6 +290,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    if args.web:
+        from console.web import run_web
+
+        return run_web(args)
+    for given, name in ((args.api_port, "--api-port"), (args.host, "--host"), (args.allow_remote, "--allow-remote")):
+        if given not in (None, False):
+            raise BadInput(f"{name}: only with --web")
+    if args.port is None:
+        args.port = 8724
     if args.attach:
         from console.remote import run_attached
 

@@ -83,6 +83,8 @@ Everywhere:
   {quit:<8} quit: denies every waiting request, escalates nothing more, ends the run
            (reported INTERRUPTED) with complete outputs
 In a replay (phase24 replay RUN_DIR): p pauses, . steps one event, + - speed.
+In a browser: phase24 console --web serves this console (an operator token
+logs in). Keys move with --keys FILE (default ~/.config/phase24/keys.toml).
 
 No answer before a prompt's countdown ends is EXPIRED, which denies. The countdown
 starts when the prompt is shown. An approval request rings the terminal bell (and
