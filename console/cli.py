@@ -363,4 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Through the importable module, not this `__main__` copy: errors other modules raise
+    # (KeymapError subclasses console.cli.BadInput) must be the classes `main` catches.
+    from console.cli import main as _main
+
+    raise SystemExit(_main())
