@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import httpx
 
 from phase24_sdk.errors import GateAuthError, GateHttpError
 
@@ -96,6 +95,11 @@ def proposal_body(
     return body
 
 
+def dumps(body: dict[str, Any]) -> bytes:
+    """Compact JSON (what `json=` would send, without its spaces)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
 def outcome_body(value: Any) -> dict[str, Any]:
     result = value if isinstance(value, dict) else {"value": value}
     return {"ok": True, "result": result}
@@ -105,15 +109,20 @@ def failure_body(exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:4096]}
 
 
-def checked(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a 2xx response; a GateHttpError naming the field otherwise."""
-    if response.status_code >= 400:
+def checked(status: int, content: bytes) -> dict[str, Any]:
+    """The JSON body of a 2xx answer; a GateHttpError naming the field otherwise."""
+    if status >= 400:
         try:
-            body = response.json()
+            body = json.loads(content)
             message, field_name = str(body.get("error")), body.get("field")
-        except ValueError:
-            message, field_name = response.text[:200], None
-        cls = GateAuthError if response.status_code == 401 else GateHttpError
-        raise cls(response.status_code, message, field_name)
-    data: dict[str, Any] = response.json()
+        except (ValueError, AttributeError):
+            message, field_name = content[:200].decode("utf-8", "replace"), None
+        cls = GateAuthError if status == 401 else GateHttpError
+        raise cls(status, message, field_name)
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise GateHttpError(status, f"the answer is not JSON: {content[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise GateHttpError(status, "the answer is not a JSON object")
     return data

@@ -103,6 +103,17 @@ async def parse(request: Request, model: type[M], *, empty: bool = False) -> M:
         raise ApiError(422, f"field {field}: {first['msg']}", field) from None
 
 
+def wait_seconds(raw: str) -> float:
+    """`?wait=S`: a number of seconds within 0..MAX_WAIT_S (422 naming `wait` otherwise)."""
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(422, f"wait must be a number of seconds, got {raw!r}", "wait") from None
+    if not 0 <= wait <= MAX_WAIT_S:
+        raise ApiError(422, f"wait must be within 0..{MAX_WAIT_S:g} seconds", "wait")
+    return wait
+
+
 class GateApi:
     """The routes, bound to one running `GateService`."""
 
@@ -146,12 +157,20 @@ class GateApi:
     # -- agents -----------------------------------------------------------------------
 
     async def propose(self, request: Request) -> Response:
+        """With `?wait=S` the answer also waits (up to S) for the decision and carries the
+        proposal's status: one request instead of a proposal and a long-poll."""
         principal = self.require(request, lambda p: p.role == "agent", "propose (agent tokens only)")
+        raw_wait = request.query_params.get("wait")
+        wait = None if raw_wait is None else wait_seconds(raw_wait)
         proposal = await parse(request, ProposalIn)
         if proposal.agent != principal.name:
             raise ApiError(403, f"this token proposes for agent {principal.name!r} only", "agent")
         accepted = await self.service.submit(proposal)
-        return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 201)
+        code = 200 if accepted.duplicate else 201
+        if wait is None:
+            return JSONResponse(accepted.model_dump(), status_code=code)
+        status = await self.service.wait(accepted.proposal_id, wait)
+        return JSONResponse(status.model_dump(mode="json") | {"duplicate": accepted.duplicate}, status_code=code)
 
     async def proposal(self, request: Request) -> Response:
         principal = self.principal(request)
@@ -159,13 +178,7 @@ class GateApi:
         status = self.service.status(proposal_id)
         if principal.role == "agent" and status.agent != principal.name:
             raise ApiError(404, f"no proposal {proposal_id!r}")
-        raw_wait = request.query_params.get("wait", "0")
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            raise ApiError(422, f"wait must be a number of seconds, got {raw_wait!r}", "wait") from None
-        if not 0 <= wait <= MAX_WAIT_S:
-            raise ApiError(422, f"wait must be within 0..{MAX_WAIT_S:g} seconds", "wait")
+        wait = wait_seconds(request.query_params.get("wait", "0"))
         if wait > 0:
             status = await self.service.wait(proposal_id, wait)
         return JSONResponse(status.model_dump(mode="json"))

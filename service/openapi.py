@@ -72,11 +72,16 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/proposals": {
             "post": {
-                "summary": "Propose one tool call (agent token; `agent` must be the token's name)",
+                "summary": "Propose one tool call (agent token; `agent` must be the token's name). With "
+                "?wait=S (0..60) the answer waits up to S for the decision and is the proposal's status "
+                "(ProposalStatus) plus `duplicate`: one request instead of a POST and a GET long-poll",
                 "security": bearer,
+                "parameters": [
+                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 60}}
+                ],
                 "requestBody": _body("ProposalIn"),
                 "responses": {
-                    "201": _json("ProposalAccepted", "journaled, then acknowledged"),
+                    "201": _json("ProposalAccepted", "journaled, then acknowledged (with ?wait: ProposalStatus)"),
                     "200": _json("ProposalAccepted", "the same action_id again: the same proposal"),
                     **_errors(*common, 409),
                 },
