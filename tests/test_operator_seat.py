@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from console.remote import SEAT_TAKEN, SeatTaken, attached_app
+from console.remote import SEAT_TAKEN, RemoteGateClient, SeatTaken, attached_app
 from service.seat import OperatorSeat
 from service.seat import SeatTaken as ServiceSeatTaken
 from tests.service_fixtures import ROOT, add_token, env, phase24, running_service
@@ -175,3 +175,38 @@ def test_a_killed_consoles_seat_frees_after_the_seat_timeout(tmp_path: Path) -> 
 def test_serve_refuses_a_bad_seat_timeout(tmp_path: Path) -> None:
     done = phase24("serve", "--port", "0", "--out", str(tmp_path / "g"), "--seat-timeout", "0")
     assert done.returncode == 2 and "--seat-timeout" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_a_console_that_lost_its_seat_claims_it_again_or_turns_read_only(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        url, op = service.url, service.operator
+        alice = add_token(out, "operator", "alice")
+
+        async def until(check: Callable[[], Any], what: str) -> None:
+            deadline = time.monotonic() + 30
+            while not check():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                await asyncio.sleep(0.05)
+
+        # Its seat timed out while it was away and nobody took it: it claims a new one.
+        back = RemoteGateClient(url, op, seat_id="seat_timed_out")
+        task = asyncio.create_task(back.run_pipeline())
+        await until(lambda: back.seat_id not in (None, "seat_timed_out"), "a new seat")
+        state = await asyncio.to_thread(seat_state, url, alice)
+        assert state["held"] and not back.read_only
+        back.stop()
+        await task
+        assert not (await asyncio.to_thread(seat_state, url, alice))["held"]  # given back on detach
+
+        # Another console has it now: this one goes on watching, read-only, and says so.
+        assert (await asyncio.to_thread(claim, url, alice)).status_code == 201
+        late = RemoteGateClient(url, op, seat_id="seat_timed_out")
+        task = asyncio.create_task(late.run_pipeline())
+        await until(lambda: late.read_only, "the console to turn read-only")
+        assert late.seat_id is None and "read-only" in late.errors[-1]
+        assert late.command("/v1/lock", {"reason": "x"}) is False
+        late.stop()
+        await task
+        assert (await asyncio.to_thread(seat_state, url, alice))["operator"] == "alice"
+        assert service.stop()[0] == 0
