@@ -353,6 +353,12 @@ def attached_app(url: str, token: str, *, read_only: bool, now: Callable[[], dat
     state = check_attach(url, token)
     seat_id = None if read_only else claim_seat(url, token)
     client = RemoteGateClient(url, token, read_only=read_only, seat_id=seat_id)
+    seat = state.get("operator_seat")
+    if read_only and isinstance(seat, dict) and seat.get("held"):
+        holder = inert(f"{seat.get('operator')} ({seat.get('console')})", 200)
+        client.badge += f"; operator seat: {holder}"
+    elif not read_only:
+        client.badge = f"[OP] operator seat, attached to {inert(client.url, 200)}"
     client.controller.locked = bool(state.get("locked"))
     client.controller.lock_reason = str(state.get("lock_reason") or "")
     client.paused = bool(state.get("paused"))

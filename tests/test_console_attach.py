@@ -55,7 +55,9 @@ async def test_an_attached_operator_console_approves_and_a_read_only_one_only_wa
         viewer_app = attached_app(service.url, viewer, read_only=True)
         async with operator_app.run_test(size=(160, 48)) as pilot, viewer_app.run_test(size=(160, 48)) as watch:
             assert str(viewer_app.query_one("#attach-badge").render()).startswith("[RO]")
-            assert not operator_app.query("#attach-badge")
+            assert str(operator_app.query_one("#attach-badge").render()).startswith("[OP] operator seat")
+            # The viewer attached after the operator: its badge names who holds the seat.
+            assert "operator seat: operator (pid " in str(viewer_app.query_one("#attach-badge").render())
             pid = await asyncio.to_thread(propose, service.url, agent, "data_agent", "database_write")
             await wait_until(pilot, lambda: isinstance(operator_app.screen, ApprovalModal), "the approval prompt")
             modal = operator_app.screen
