@@ -48,11 +48,16 @@ class Seat:
 
 
 class SeatTaken(Exception):
-    def __init__(self, holder: Seat) -> None:
+    def __init__(self, holder: Seat, frees_in_s: float | None = None) -> None:
         since = holder.claimed_at.strftime("%H:%M:%SZ")
+        wait = (
+            "or wait until it is released"
+            if frees_in_s is None
+            else f"or wait: its console is gone and the seat frees in {frees_in_s:.0f}s"
+        )
         super().__init__(
             f"the operator seat is held by operator {holder.operator!r} (console {holder.console!r}, since {since}); "
-            "attach with --read-only to watch, or wait until it is released"
+            f"attach with --read-only to watch, {wait}"
         )
         self.holder = holder
 
@@ -85,7 +90,8 @@ class OperatorSeat:
         holder = self.holder
         if holder is not None:
             self.refusals += 1
-            raise SeatTaken(holder)
+            frees_in = self.describe().get("frees_in_s")
+            raise SeatTaken(holder, None if frees_in is None else max(1.0, float(frees_in)))
         self._seat = Seat("seat_" + secrets.token_urlsafe(18), operator, console, datetime.now(UTC), self._monotonic())
         self.claims += 1
         return self._seat
