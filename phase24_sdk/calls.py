@@ -80,6 +80,7 @@ def proposal_body(
     plan_id: str | None,
     action_id: str | None,
     contract: Contract | None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "agent": agent,
@@ -92,6 +93,8 @@ def proposal_body(
         body["plan_id"] = plan_id
     if contract is not None:
         body["contract"] = contract.body()
+    if resource is not None:
+        body["resource"] = resource
     return body
 
 

@@ -99,9 +99,17 @@ class Gate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
     ) -> str:
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
         return str((await self._send("POST", "/v1/proposals", body))["proposal_id"])
 
@@ -114,12 +122,20 @@ class Gate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Propose and wait for the decision in one request (`POST /v1/proposals?wait=S`);
         a decision that takes longer than one long-poll goes on with `GET .../{id}?wait=S`."""
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
@@ -157,6 +173,7 @@ class Gate:
         fn: Callable[..., Any] | None = None,
         *,
         contract: Contract | None = None,
+        resource: str | None = None,
         plan_id: str | None = None,
         action_id: str | None = None,
         decision_timeout_s: float | None = None,
@@ -173,6 +190,7 @@ class Gate:
             plan_id=plan_id,
             action_id=action_id,
             contract=contract,
+            resource=resource,
             timeout_s=decision_timeout_s,
         )
         proposal_id = str(status["proposal_id"])

@@ -90,9 +90,17 @@ class SyncGate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
     ) -> str:
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
         return str(self._send("POST", "/v1/proposals", body)["proposal_id"])
 
@@ -105,11 +113,19 @@ class SyncGate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """As `Gate.propose_and_wait`: one request, then long-polls if it is not decided yet."""
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
@@ -145,6 +161,7 @@ class SyncGate:
         fn: Callable[..., Any] | None = None,
         *,
         contract: Contract | None = None,
+        resource: str | None = None,
         plan_id: str | None = None,
         action_id: str | None = None,
         decision_timeout_s: float | None = None,
@@ -157,6 +174,7 @@ class SyncGate:
             plan_id=plan_id,
             action_id=action_id,
             contract=contract,
+            resource=resource,
             timeout_s=decision_timeout_s,
         )
         proposal_id = str(status["proposal_id"])
