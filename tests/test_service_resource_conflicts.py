@@ -95,3 +95,22 @@ def test_a_bad_resource_is_refused_naming_the_field(tmp_path: Path) -> None:
                 response = ada.post("/v1/proposals", json=body)
                 assert (response.status_code, response.json()["field"]) == (422, "resource"), bad
         assert service.stop()[0] == 0
+
+
+def test_stopping_the_service_while_a_proposal_waits_for_a_resource_finishes_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        ada = service.client(add_token(out, "agent", "ada"))
+        bob = service.client(add_token(out, "agent", "bob"))
+        op = service.client(service.operator)
+        propose(ada, "ada", "database_write", "inbox", 1)
+        until(lambda: op.get("/v1/approvals").json()["pending"], "ada's approval request")
+        waiting = propose(bob, "bob", "database_write", "inbox", 2)
+        assert "waits for" in bob.get(f"/v1/proposals/{waiting}?wait=0.3").json()["reason"]
+        for client in (ada, bob, op):
+            client.close()
+        code, said = service.stop()
+    assert code == 0 and "stopped; 2 proposals" in said
+    summary = json.loads((out / "orchestration_summary.json").read_text())
+    assert summary["status"] != "SUCCEEDED"  # nothing ran LIVE: ada's was denied by the stop, bob's never asked
+    assert phase24("verify", str(out)).returncode == 0
