@@ -53,7 +53,7 @@ class SeatTaken(Exception):
         wait = (
             "or wait until it is released"
             if frees_in_s is None
-            else f"or wait: its console is gone and the seat frees in {frees_in_s:.0f}s"
+            else f"or wait: its console is not connected and the seat frees in {frees_in_s:.0f}s"
         )
         super().__init__(
             f"the operator seat is held by operator {holder.operator!r} (console {holder.console!r}, since {since}); "

@@ -55,7 +55,7 @@ def test_the_seat_is_claimed_once_and_frees_after_its_timeout_without_a_stream()
     with pytest.raises(ServiceSeatTaken) as taken:
         seat.claim("bob", "pid 2")
     assert "held by operator 'ada'" in str(taken.value) and "--read-only" in str(taken.value)
-    assert "frees in 5s" in str(taken.value)  # claimed, no stream yet: it frees unless one comes
+    assert "frees in 5s" in str(taken.value)  # claimed, no stream yet: it frees unless one connects
     held = seat.connect(first.seat_id)
     with pytest.raises(ServiceSeatTaken, match="wait until it is released"):
         seat.claim("bob", "pid 2")
