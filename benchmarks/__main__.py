@@ -34,6 +34,7 @@ BENCHMARKS = (
     "startup",
     "approval_latency",
     "service_roundtrip",
+    "attached_prompt",
 )
 RESULTS = ROOT / "benchmarks" / "results.md"
 

@@ -116,14 +116,48 @@ class HttpxAgent:
         await self.http.aclose()
 
 
-async def agent(client: RawAgent | HttpxAgent, name: str, rounds: int, warmup: int, times: list[float]) -> None:
+class SdkAgent:
+    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S`, httpx underneath)."""
+
+    def __init__(self, url: str, token: str, name: str) -> None:
+        from phase24_sdk import connect
+
+        self.gate = connect(url, token, agent=name)
+
+    async def open(self) -> None:
+        pass  # the first (warm-up) call opens the connection
+
+    async def call(self, i: int) -> dict[str, Any]:
+        result = await self.gate.call("memory_search", {"q": i}, 0.9)
+        return result.status
+
+    async def close(self) -> None:
+        await self.gate.aclose()
+
+
+CLIENTS = {
+    "raw": "minimal HTTP client, POST + GET ?wait",
+    "raw1": "minimal HTTP client, one POST ?wait",
+    "httpx": "httpx, POST + GET ?wait",
+    "sdk": "SDK gate.call (its own HTTP/1.1 client, one POST ?wait)",
+}
+
+
+async def agent(
+    client: RawAgent | HttpxAgent | SdkAgent, name: str, rounds: int, warmup: int, times: list[float], kind: str
+) -> None:
     await client.open()
     try:
         for i in range(warmup + rounds):
             body = json.dumps({"agent": name, "tool": "memory_search", "args": {"q": i}, "confidence": 0.9}).encode()
             t0 = time.perf_counter()
-            proposed = await client.request("POST", "/v1/proposals", body)
-            decided = await client.request("GET", f"/v1/proposals/{proposed['proposal_id']}?wait=10")
+            if isinstance(client, SdkAgent):
+                decided = await client.call(i)
+            elif kind == "raw1":
+                decided = await client.request("POST", "/v1/proposals?wait=10", body)
+            else:
+                proposed = await client.request("POST", "/v1/proposals", body)
+                decided = await client.request("GET", f"/v1/proposals/{proposed['proposal_id']}?wait=10")
             elapsed = time.perf_counter() - t0
             if decided.get("decision") != "allowed" or decided.get("mode") != "LIVE":
                 raise RuntimeError(f"unexpected decision: {decided}")
@@ -135,8 +169,13 @@ async def agent(client: RawAgent | HttpxAgent, name: str, rounds: int, warmup: i
 
 async def child_run(url: str, tokens: list[tuple[str, str]], rounds: int, kind: str) -> list[float]:
     times: list[float] = []
-    make = RawAgent if kind == "raw" else HttpxAgent
-    await asyncio.gather(*(agent(make(url, token), name, rounds, 20, times) for name, token in tokens))
+
+    def make(name: str, token: str) -> RawAgent | HttpxAgent | SdkAgent:
+        if kind == "sdk":
+            return SdkAgent(url, token, name)
+        return RawAgent(url, token) if kind.startswith("raw") else HttpxAgent(url, token)
+
+    await asyncio.gather(*(agent(make(name, token), name, rounds, 20, times, kind) for name, token in tokens))
     return times
 
 
@@ -193,11 +232,8 @@ def measure(quick: bool) -> dict[str, Any]:
         operator, tokens = make_tokens(out, 50)
         proc, url = start_service(out)
         try:
-            levels = [
-                measure_level(url, tokens, 1, 1, rounds, "raw"),
-                measure_level(url, tokens, 1, 1, rounds, "httpx"),
-                measure_level(url, tokens, 50, 5, rounds * 5, "raw"),
-            ]
+            levels = [measure_level(url, tokens, 1, 1, rounds, kind) for kind in CLIENTS]
+            levels += [measure_level(url, tokens, 50, 5, rounds * 5, kind) for kind in ("raw1", "sdk")]
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
                 metrics = http.get("/metrics").text
         finally:
@@ -224,7 +260,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     bars = []
     for level in result["levels"]:
         n = level["agents"]
-        who = f"{n} agent{'s' if n > 1 else ''} in {level['client_processes']} process(es), {level['client']} client"
+        who = f"{n} agent{'s' if n > 1 else ''} in {level['client_processes']} process(es), {CLIENTS[level['client']]}"
         bars.append(
             bar(
                 NAME,

@@ -9,6 +9,13 @@ Quitting the console detaches; the service runs on.
 
 Read-only (`--read-only`): a `[RO]` badge, no command keys, no approval prompts; the
 service enforces it as well (a viewer token cannot command).
+
+The operator seat (`service/seat.py`): an operator console claims it before its UI starts
+(`POST /v1/seat`), keeps it with its event stream (`?seat=SEAT_ID`), sends it with every
+command (`X-Phase24-Seat`) and gives it back when it detaches. When another console holds it
+the attach is refused: one line on stderr, exit `SEAT_TAKEN` (8). A console that loses its
+seat (its stream was gone longer than the service's seat timeout and another console took
+the seat) turns read-only: no more prompts, its commands refused.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,10 +49,17 @@ from core.inert import inert
 
 RECONNECT_TRIES = 20
 RECONNECT_DELAY_S = 0.5
+SEAT_HEADER = "X-Phase24-Seat"
+SEAT_TAKEN = 8
+"""Exit code of `console --attach` when another console holds the operator seat."""
 
 
 class AttachError(Exception):
     """The service refused the console (bad token, wrong URL)."""
+
+
+class SeatTaken(AttachError):
+    """Another console holds the operator seat."""
 
 
 class _LockView:
@@ -138,10 +153,11 @@ class RemoteGate(ConsoleGate):
 class RemoteGateClient:
     """Stands in for the harness of an embedded console (see the module docstring)."""
 
-    def __init__(self, url: str, token: str, *, read_only: bool = False) -> None:
+    def __init__(self, url: str, token: str, *, read_only: bool = False, seat_id: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.read_only = read_only
+        self.seat_id = seat_id
         self.badge = f"[RO] read-only, attached to {inert(self.url, 200)}" if read_only else ""
         self.clock = SystemClock()
         self.bus = _Bus()
@@ -174,11 +190,31 @@ class RemoteGateClient:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                     await asyncio.sleep(RECONNECT_DELAY_S)
                 except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()  # our own detach: what follows (giving the seat back) may still await
                     break
+            await self._release_seat(http)
         return self.summary
 
+    async def _release_seat(self, http: httpx.AsyncClient) -> None:
+        seat_id, self.seat_id = self.seat_id, None
+        if seat_id is None:
+            return
+        try:
+            await http.delete(f"/v1/seat/{seat_id}", timeout=2)
+        except httpx.HTTPError:
+            pass  # the service is gone, or will free the seat after its timeout
+
     async def _follow(self, http: httpx.AsyncClient) -> None:
-        async with http.stream("GET", "/v1/events", params={"since": self.last_seq}) as response:
+        params: dict[str, Any] = {"since": self.last_seq}
+        if self.seat_id is not None:
+            params["seat"] = self.seat_id
+        async with http.stream("GET", "/v1/events", params=params) as response:
+            if response.status_code == 409 and self.seat_id is not None:
+                await response.aread()
+                await self._seat_lost(http)
+                return await self._follow(http)
             if response.status_code != 200:
                 body = (await response.aread()).decode("utf-8", "replace")
                 raise AttachError(f"{self.url}: the service refused the console ({response.status_code}): {body}")
@@ -187,6 +223,16 @@ class RemoteGateClient:
                     return
                 self.last_seq = event.seq
                 self._apply(event)
+
+    async def _seat_lost(self, http: httpx.AsyncClient) -> None:
+        """The seat timed out while the stream was gone: claim it again, or go on read-only."""
+        self.seat_id = None
+        response = await http.post("/v1/seat", json={"console": console_label()}, timeout=5)
+        if response.status_code == 201:
+            self.seat_id = str(response.json()["seat_id"])
+            return
+        self.read_only = True
+        self.errors.append(f"the operator seat was lost and taken ({response.status_code}): this console is read-only")
 
     def _apply(self, event: Event) -> None:
         kind = type(event)
@@ -214,9 +260,13 @@ class RemoteGateClient:
         if self.read_only or loop is None or http is None or loop.is_closed():
             return False
 
+        headers = {SEAT_HEADER: self.seat_id} if self.seat_id is not None else None
+
         async def send() -> None:
             try:
-                response = await http.post(path, json=body or {}, timeout=10)
+                response = await http.post(path, json=body or {}, headers=headers, timeout=10)
+                if response.status_code == 409 and headers is not None and '"field":"seat"' in response.text:
+                    self.read_only = True  # the service gave the seat to another console
                 if response.status_code >= 400:
                     self.errors.append(f"{path}: {response.status_code} {response.text[:200]}")
             except httpx.HTTPError as exc:
@@ -236,6 +286,16 @@ class RemoteGateClient:
 
     def resume(self, by: str = "operator") -> None:
         self.command("/v1/resume")
+
+    def release_seat(self) -> None:
+        """Give the seat back from outside the console's loop (after it ended)."""
+        seat_id, self.seat_id = self.seat_id, None
+        if seat_id is None:
+            return
+        try:
+            httpx.delete(f"{self.url}/v1/seat/{seat_id}", headers={"Authorization": f"Bearer {self.token}"}, timeout=2)
+        except httpx.HTTPError:
+            pass
 
     def stop(self, reason: str = "console detached") -> None:
         """Detach: stop following the stream (the service runs on)."""
@@ -261,9 +321,44 @@ def check_attach(url: str, token: str) -> dict[str, Any]:
     return state
 
 
+def console_label() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"[:200]
+
+
+def claim_seat(url: str, token: str) -> str:
+    """Claim the operator seat; `SeatTaken` (one line, naming the holder) when another console has it."""
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/seat",
+            json={"console": console_label()},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+    except httpx.HTTPError as exc:
+        raise AttachError(f"--attach: cannot reach {url}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    if response.status_code == 201:
+        return str(body["seat_id"])
+    message = str(body.get("error"))
+    if response.status_code == 409:
+        raise SeatTaken(f"--attach: {url}: {message}")
+    raise AttachError(f"--attach: {url} refused the console ({response.status_code}): {message}")
+
+
 def attached_app(url: str, token: str, *, read_only: bool, now: Callable[[], datetime] | None = None) -> Any:
-    client = RemoteGateClient(url, token, read_only=read_only)
+    """The attached console; an operator one (not `read_only`) holds the operator seat first."""
     state = check_attach(url, token)
+    seat_id = None if read_only else claim_seat(url, token)
+    client = RemoteGateClient(url, token, read_only=read_only, seat_id=seat_id)
+    seat = state.get("operator_seat")
+    if read_only and isinstance(seat, dict) and seat.get("held"):
+        holder = inert(f"{seat.get('operator')} ({seat.get('console')})", 200)
+        client.badge += f"; operator seat: {holder}"
+    elif not read_only:
+        client.badge = f"[OP] operator seat, attached to {inert(client.url, 200)}"
     client.controller.locked = bool(state.get("locked"))
     client.controller.lock_reason = str(state.get("lock_reason") or "")
     client.paused = bool(state.get("paused"))
@@ -280,8 +375,11 @@ def run_attached(args: argparse.Namespace) -> int:
         import sys
 
         sys.stderr.write(f"phase24: error: {inert(str(exc), 2000)}\n")
-        return exit_codes.BAD_INPUT
-    code = app.run()
+        return SEAT_TAKEN if isinstance(exc, SeatTaken) else exit_codes.BAD_INPUT
+    try:
+        code = app.run()
+    finally:
+        app.harness.release_seat()  # when the console's loop could not give it back itself
     errors = app.harness.errors
     if errors:
         print(json.dumps({"attach_errors": errors[-5:]}))

@@ -19,6 +19,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from core.approval import QueueGate
 from core.clock import Clock
 from core.contracts import ExecutionMode, ToolContract, ToolContractRegistry
@@ -71,6 +73,8 @@ class _Proposal:
     grant_status: str | None = None
     decided: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # Earlier unfinished proposals of other agents on the same resource: (plan_id, agent, action_id).
+    waits_for: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class GateService(Phase24Harness):
@@ -183,13 +187,19 @@ class GateService(Phase24Harness):
         executed_by = self._executor_for(proposal)
         proposal_id = f"prop-{next(self._ids)}"
         action_id = proposal.action_id or proposal_id
-        action = PlannedAction(
-            id=action_id,
-            agent=proposal.agent,
-            tool=proposal.tool,
-            args=proposal.args,
-            confidence=proposal.confidence,
-        )
+        try:
+            action = PlannedAction(
+                id=action_id,
+                agent=proposal.agent,
+                tool=proposal.tool,
+                args=proposal.args,
+                confidence=proposal.confidence,
+                resource=proposal.resource,
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "args"
+            raise GateRequestRefused("invalid", f"field {where}: {first['msg']}", where.split(".")[0]) from None
         plan = ToolExecutionPlan(plan_id=proposal_id, actions=(action,), phase21_plan_id=proposal.plan_id)
         record = _Proposal(
             ProposalStatus(proposal_id=proposal_id, agent=proposal.agent, tool=proposal.tool, executed_by=executed_by),
@@ -202,6 +212,8 @@ class GateService(Phase24Harness):
             self._by_key[key] = proposal_id
         if executed_by == "agent":
             self.grants.expect(proposal.agent, action_id, proposal_id, proposal_id)
+        if proposal.resource is not None:
+            record.waits_for = self.stream_resolver.enter(proposal.resource, proposal_id, proposal.agent, action_id)
         self.counts["proposals"] += 1
         self.bus.emit(
             ProposalReceived,
@@ -260,6 +272,8 @@ class GateService(Phase24Harness):
 
     async def _process(self, index: int, plan: ToolExecutionPlan, record: _Proposal) -> None:
         try:
+            if record.waits_for:
+                await self._wait_for_resource(plan, record)
             await self._run_plan(index, plan)
         except Exception as exc:  # never leave a waiting agent hanging; the journal has the events
             status = record.status
@@ -268,10 +282,32 @@ class GateService(Phase24Harness):
             status.state = "ABORTED"
             self.counts["internal_errors"] += 1
         finally:
+            if record.request.resource is not None:
+                self.stream_resolver.leave(record.request.resource, record.plan_id)
             record.status.decided = True
             record.decided.set()
             record.finished.set()
             self._retire(record)
+
+    async def _wait_for_resource(self, plan: ToolExecutionPlan, record: _Proposal) -> None:
+        """A RESOURCE conflict with earlier proposals of other agents: publish it and its
+        DELAY resolution, then wait until those proposals have finished."""
+        action = plan.actions[0]
+        assert action.resource is not None
+        unfinished = [(entry, other) for entry in record.waits_for if (other := self._unfinished(entry[0])) is not None]
+        if not unfinished:
+            return
+        conflict, resolution = self.stream_resolver.cross_resource_conflict(
+            record.plan_id, action.agent, action.id, action.tool, action.resource, [e for e, _ in unfinished]
+        )
+        self.orchestrator.publish_detected(conflict)
+        self.orchestrator.publish_resolved(record.plan_id, resolution)
+        record.status.reason = resolution.outcome
+        await asyncio.gather(*(other.finished.wait() for _, other in unfinished))
+
+    def _unfinished(self, proposal_id: str) -> _Proposal | None:
+        record = self._proposals.get(proposal_id)
+        return None if record is None or record.finished.is_set() else record
 
     def _retire(self, record: _Proposal) -> None:
         """Bounded memory for a long-lived service: forget the oldest finished proposals."""

@@ -76,6 +76,14 @@ class ProposalIn(BaseModel):
     contract: DeclaredContract | None = Field(
         default=None, description="for tools the agent executes itself; undeclared fields are HIGH and irreversible"
     )
+    resource: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="what the call acts on (a row, a mailbox, a file), optional: while a proposal of another "
+        "agent on the same resource is pending or running, this one is a RESOURCE conflict and waits its turn",
+    )
 
     _args_depth = field_validator("args")(_shallow)
 

@@ -25,11 +25,13 @@ from phase24_sdk.errors import (
     GateUnknown,
 )
 from phase24_sdk.sync import SyncGate, connect_sync
+from phase24_sdk.wire import WireError as GateConnectionError
 
 __all__ = [
     "Contract",
     "Gate",
     "GateAuthError",
+    "GateConnectionError",
     "GateDenied",
     "GateError",
     "GateExpired",

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import httpx
 
 from phase24_sdk.errors import GateAuthError, GateHttpError
 
@@ -81,6 +80,7 @@ def proposal_body(
     plan_id: str | None,
     action_id: str | None,
     contract: Contract | None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "agent": agent,
@@ -93,7 +93,14 @@ def proposal_body(
         body["plan_id"] = plan_id
     if contract is not None:
         body["contract"] = contract.body()
+    if resource is not None:
+        body["resource"] = resource
     return body
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    """Compact JSON (what `json=` would send, without its spaces)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def outcome_body(value: Any) -> dict[str, Any]:
@@ -105,15 +112,20 @@ def failure_body(exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:4096]}
 
 
-def checked(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a 2xx response; a GateHttpError naming the field otherwise."""
-    if response.status_code >= 400:
+def checked(status: int, content: bytes) -> dict[str, Any]:
+    """The JSON body of a 2xx answer; a GateHttpError naming the field otherwise."""
+    if status >= 400:
         try:
-            body = response.json()
+            body = json.loads(content)
             message, field_name = str(body.get("error")), body.get("field")
-        except ValueError:
-            message, field_name = response.text[:200], None
-        cls = GateAuthError if response.status_code == 401 else GateHttpError
-        raise cls(response.status_code, message, field_name)
-    data: dict[str, Any] = response.json()
+        except (ValueError, AttributeError):
+            message, field_name = content[:200].decode("utf-8", "replace"), None
+        cls = GateAuthError if status == 401 else GateHttpError
+        raise cls(status, message, field_name)
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise GateHttpError(status, f"the answer is not JSON: {content[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise GateHttpError(status, "the answer is not a JSON object")
     return data

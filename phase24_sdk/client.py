@@ -17,27 +17,36 @@ from phase24_sdk.calls import (
     GateResult,
     Risk,
     checked,
+    dumps,
     failure_body,
     gated_tool,
     outcome_body,
     proposal_body,
 )
 from phase24_sdk.errors import GateTimeout, raise_for_decision
+from phase24_sdk.wire import AsyncWire, WireConnectError
 
 RETRIES = 3
 
 
 class Gate:
-    """One agent's connection to a gate service (async)."""
+    """One agent's connection to a gate service (async).
+
+    Requests go over the SDK's own keep-alive HTTP/1.1 client (`phase24_sdk.wire`); with
+    `transport`, over httpx and that transport instead (e.g. an in-process ASGI app).
+    """
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.agent = agent
-        self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10.0),
-            transport=transport,
-        )
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._http: httpx.AsyncClient | None = None
+        self._wire: AsyncWire | None = None
+        if transport is not None:
+            self._http = httpx.AsyncClient(
+                base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
+            )
+        else:
+            self._wire = AsyncWire(url, headers, 10.0)
 
     async def __aenter__(self) -> Gate:
         return self
@@ -48,15 +57,34 @@ class Gate:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._wire is not None:
+            await self._wire.aclose()
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         # Only a request that never reached the service is retried (the same action_id
         # makes even a repeated proposal the same proposal).
+        content = b"" if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                return checked(await self._http.request(method, path, **kwargs))
-            except httpx.ConnectError:
+                if self._wire is not None:
+                    answer = await self._wire.request(method, path, params=params, body=content, timeout_s=timeout)
+                    return checked(answer.status, answer.body)
+                assert self._http is not None
+                response = await self._http.request(
+                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+                )
+                return checked(response.status_code, response.content)
+            except (WireConnectError, httpx.ConnectError):
                 if attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.1 * 2**attempt)
@@ -71,11 +99,51 @@ class Gate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
     ) -> str:
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
-        return str((await self._send("POST", "/v1/proposals", json=body))["proposal_id"])
+        return str((await self._send("POST", "/v1/proposals", body))["proposal_id"])
+
+    async def propose_and_wait(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        confidence: float,
+        *,
+        plan_id: str | None = None,
+        action_id: str | None = None,
+        contract: Contract | None = None,
+        resource: str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Propose and wait for the decision in one request (`POST /v1/proposals?wait=S`);
+        a decision that takes longer than one long-poll goes on with `GET .../{id}?wait=S`."""
+        body = proposal_body(
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
+        )
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
+        status = await self._send("POST", "/v1/proposals", body, params={"wait": first}, timeout=first + 10.0)
+        if status.get("decided"):
+            return status
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return await self.wait(str(status["proposal_id"]), left)
 
     async def status(self, proposal_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         return await self._send("GET", f"/v1/proposals/{proposal_id}", params={"wait": wait_s}, timeout=wait_s + 10.0)
@@ -95,7 +163,7 @@ class Gate:
         self, grant_id: str, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": ok, "result": result, "error": error}
-        return await self._send("POST", f"/v1/grants/{grant_id}/outcome", json=body)
+        return await self._send("POST", f"/v1/grants/{grant_id}/outcome", body)
 
     async def call(
         self,
@@ -105,6 +173,7 @@ class Gate:
         fn: Callable[..., Any] | None = None,
         *,
         contract: Contract | None = None,
+        resource: str | None = None,
         plan_id: str | None = None,
         action_id: str | None = None,
         decision_timeout_s: float | None = None,
@@ -114,10 +183,17 @@ class Gate:
         Raises GateDenied, GateExpired, GateLocked, GateUnknown or GateFailed when the call
         does not go ahead. A tool the service runs itself needs no `fn`: its result is returned.
         """
-        proposal_id = await self.propose(
-            tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+        status = await self.propose_and_wait(
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
+            timeout_s=decision_timeout_s,
         )
-        status = await self.wait(proposal_id, decision_timeout_s)
+        proposal_id = str(status["proposal_id"])
         raise_for_decision(status)
         grant_id = status.get("grant_id")
         if grant_id is None:

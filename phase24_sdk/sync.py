@@ -15,11 +15,13 @@ from phase24_sdk.calls import (
     GatedTool,
     GateResult,
     checked,
+    dumps,
     failure_body,
     outcome_body,
     proposal_body,
 )
 from phase24_sdk.errors import GateTimeout, raise_for_decision
+from phase24_sdk.wire import SyncWire, WireConnectError
 
 RETRIES = 3
 
@@ -29,12 +31,15 @@ class SyncGate:
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10.0),
-            transport=transport,
-        )
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._http: httpx.Client | None = None
+        self._wire: SyncWire | None = None
+        if transport is not None:
+            self._http = httpx.Client(
+                base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
+            )
+        else:
+            self._wire = SyncWire(url, headers, 10.0)
 
     def __enter__(self) -> SyncGate:
         return self
@@ -45,13 +50,32 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
+        if self._wire is not None:
+            self._wire.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        content = b"" if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                return checked(self._http.request(method, path, **kwargs))
-            except httpx.ConnectError:
+                if self._wire is not None:
+                    answer = self._wire.request(method, path, params=params, body=content, timeout_s=timeout)
+                    return checked(answer.status, answer.body)
+                assert self._http is not None
+                response = self._http.request(
+                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+                )
+                return checked(response.status_code, response.content)
+            except (WireConnectError, httpx.ConnectError):
                 if attempt == RETRIES - 1:
                     raise
                 time.sleep(0.1 * 2**attempt)
@@ -66,11 +90,50 @@ class SyncGate:
         plan_id: str | None = None,
         action_id: str | None = None,
         contract: Contract | None = None,
+        resource: str | None = None,
     ) -> str:
         body = proposal_body(
-            self.agent, tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
         )
-        return str(self._send("POST", "/v1/proposals", json=body)["proposal_id"])
+        return str(self._send("POST", "/v1/proposals", body)["proposal_id"])
+
+    def propose_and_wait(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        confidence: float,
+        *,
+        plan_id: str | None = None,
+        action_id: str | None = None,
+        contract: Contract | None = None,
+        resource: str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """As `Gate.propose_and_wait`: one request, then long-polls if it is not decided yet."""
+        body = proposal_body(
+            self.agent,
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
+        )
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
+        status = self._send("POST", "/v1/proposals", body, params={"wait": first}, timeout=first + 10.0)
+        if status.get("decided"):
+            return status
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.wait(str(status["proposal_id"]), left)
 
     def status(self, proposal_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         return self._send("GET", f"/v1/proposals/{proposal_id}", params={"wait": wait_s}, timeout=wait_s + 10.0)
@@ -88,7 +151,7 @@ class SyncGate:
     def report(
         self, grant_id: str, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
     ) -> dict[str, Any]:
-        return self._send("POST", f"/v1/grants/{grant_id}/outcome", json={"ok": ok, "result": result, "error": error})
+        return self._send("POST", f"/v1/grants/{grant_id}/outcome", {"ok": ok, "result": result, "error": error})
 
     def call(
         self,
@@ -98,13 +161,23 @@ class SyncGate:
         fn: Callable[..., Any] | None = None,
         *,
         contract: Contract | None = None,
+        resource: str | None = None,
         plan_id: str | None = None,
         action_id: str | None = None,
         decision_timeout_s: float | None = None,
     ) -> GateResult:
         """As `Gate.call`: `fn(**args)` runs only on a LIVE grant; denials raise."""
-        proposal_id = self.propose(tool, args, confidence, plan_id=plan_id, action_id=action_id, contract=contract)
-        status = self.wait(proposal_id, decision_timeout_s)
+        status = self.propose_and_wait(
+            tool,
+            args,
+            confidence,
+            plan_id=plan_id,
+            action_id=action_id,
+            contract=contract,
+            resource=resource,
+            timeout_s=decision_timeout_s,
+        )
+        proposal_id = str(status["proposal_id"])
         raise_for_decision(status)
         grant_id = status.get("grant_id")
         if grant_id is None:

@@ -25,7 +25,8 @@ from core.grants import GrantRefused
 from core.proposals import OutcomeIn, ProposalIn
 from service.metrics import CONTENT_TYPE, make_registry, render
 from service.openapi import openapi_document
-from service.schemas import DecisionIn, ReasonIn
+from service.schemas import DecisionIn, ReasonIn, SeatIn
+from service.seat import SEAT_HEADER, OperatorSeat, SeatTaken
 from service.tokens import Principal, TokenStore
 
 MAX_BODY_BYTES = 64 * 1024
@@ -81,8 +82,11 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def parse(request: Request, model: type[M]) -> M:
+async def parse(request: Request, model: type[M], *, empty: bool = False) -> M:
+    """The body as `model`; with `empty`, no body at all means `{}`."""
     raw = await read_body(request)
+    if empty and not raw.strip():
+        raw = b"{}"
     try:
         data = json.loads(raw, parse_constant=_no_constants) if raw.strip() else None
     except RecursionError:
@@ -99,13 +103,25 @@ async def parse(request: Request, model: type[M]) -> M:
         raise ApiError(422, f"field {field}: {first['msg']}", field) from None
 
 
+def wait_seconds(raw: str) -> float:
+    """`?wait=S`: a number of seconds within 0..MAX_WAIT_S (422 naming `wait` otherwise)."""
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(422, f"wait must be a number of seconds, got {raw!r}", "wait") from None
+    if not 0 <= wait <= MAX_WAIT_S:
+        raise ApiError(422, f"wait must be within 0..{MAX_WAIT_S:g} seconds", "wait")
+    return wait
+
+
 class GateApi:
     """The routes, bound to one running `GateService`."""
 
-    def __init__(self, service: GateService, tokens: TokenStore) -> None:
+    def __init__(self, service: GateService, tokens: TokenStore, seat: OperatorSeat) -> None:
         self.service = service
         self.commands = GateCommands(service)
         self.tokens = tokens
+        self.seat = seat
         self.metrics = make_registry(service)
 
     def principal(self, request: Request) -> Principal:
@@ -124,15 +140,37 @@ class GateApi:
             raise ApiError(403, f"{principal.role} tokens cannot {what}")
         return principal
 
+    def operator(self, request: Request, what: str) -> Principal:
+        """An operator's command. One that names a seat (a console's) must name the held seat;
+        one that names none is an operator API call, answered whoever holds the seat."""
+        principal = self.require(request, lambda p: p.can_command, f"{what} (operator tokens only)")
+        seat_id = request.headers.get(SEAT_HEADER)
+        if seat_id is not None and not self.seat.holds(seat_id):
+            raise ApiError(
+                409,
+                "this console does not hold the operator seat (released, or freed after its event stream was "
+                f"gone {self.seat.timeout_s:g}s); attach again",
+                "seat",
+            )
+        return principal
+
     # -- agents -----------------------------------------------------------------------
 
     async def propose(self, request: Request) -> Response:
+        """With `?wait=S` the answer also waits (up to S) for the decision and carries the
+        proposal's status: one request instead of a proposal and a long-poll."""
         principal = self.require(request, lambda p: p.role == "agent", "propose (agent tokens only)")
+        raw_wait = request.query_params.get("wait")
+        wait = None if raw_wait is None else wait_seconds(raw_wait)
         proposal = await parse(request, ProposalIn)
         if proposal.agent != principal.name:
             raise ApiError(403, f"this token proposes for agent {principal.name!r} only", "agent")
         accepted = await self.service.submit(proposal)
-        return JSONResponse(accepted.model_dump(), status_code=200 if accepted.duplicate else 201)
+        code = 200 if accepted.duplicate else 201
+        if wait is None:
+            return JSONResponse(accepted.model_dump(), status_code=code)
+        status = await self.service.wait(accepted.proposal_id, wait)
+        return JSONResponse(status.model_dump(mode="json") | {"duplicate": accepted.duplicate}, status_code=code)
 
     async def proposal(self, request: Request) -> Response:
         principal = self.principal(request)
@@ -140,13 +178,7 @@ class GateApi:
         status = self.service.status(proposal_id)
         if principal.role == "agent" and status.agent != principal.name:
             raise ApiError(404, f"no proposal {proposal_id!r}")
-        raw_wait = request.query_params.get("wait", "0")
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            raise ApiError(422, f"wait must be a number of seconds, got {raw_wait!r}", "wait") from None
-        if not 0 <= wait <= MAX_WAIT_S:
-            raise ApiError(422, f"wait must be within 0..{MAX_WAIT_S:g} seconds", "wait")
+        wait = wait_seconds(request.query_params.get("wait", "0"))
         if wait > 0:
             status = await self.service.wait(proposal_id, wait)
         return JSONResponse(status.model_dump(mode="json"))
@@ -172,7 +204,7 @@ class GateApi:
     # -- operators ----------------------------------------------------------------------
 
     async def decide(self, request: Request) -> Response:
-        principal = self.require(request, lambda p: p.can_command, "answer approvals (operator tokens only)")
+        principal = self.operator(request, "answer approvals")
         body = await parse(request, DecisionIn)
         result = await self.commands.decide(
             request.path_params["request_id"],
@@ -186,28 +218,53 @@ class GateApi:
         return JSONResponse(result)
 
     async def lock(self, request: Request) -> Response:
-        principal = self.require(request, lambda p: p.can_command, "lock (operator tokens only)")
+        principal = self.operator(request, "lock")
         body = await parse(request, ReasonIn)
         return JSONResponse(await self.commands.lock(body.reason, f"operator:{principal.name}"))
 
     async def unlock(self, request: Request) -> Response:
-        principal = self.require(request, lambda p: p.can_command, "unlock (operator tokens only)")
+        principal = self.operator(request, "unlock")
         body = await parse(request, ReasonIn)
         return JSONResponse(await self.commands.unlock(body.reason, f"operator:{principal.name}"))
 
     async def pause(self, request: Request) -> Response:
-        principal = self.require(request, lambda p: p.can_command, "pause (operator tokens only)")
+        principal = self.operator(request, "pause")
         return JSONResponse(await self.commands.pause(f"operator:{principal.name}"))
 
     async def resume(self, request: Request) -> Response:
-        principal = self.require(request, lambda p: p.can_command, "resume (operator tokens only)")
+        principal = self.operator(request, "resume")
         return JSONResponse(await self.commands.resume(f"operator:{principal.name}"))
+
+    # -- the operator seat (service/seat.py) -------------------------------------------------
+
+    async def claim_seat(self, request: Request) -> Response:
+        principal = self.require(
+            request, lambda p: p.can_command, "hold the operator seat (operator tokens only; attach --read-only)"
+        )
+        body = await parse(request, SeatIn, empty=True)
+        try:
+            seat = self.seat.claim(principal.name, body.console or principal.name)
+        except SeatTaken as exc:
+            return JSONResponse({"error": str(exc), "field": None, "holder": exc.holder.public()}, status_code=409)
+        return JSONResponse(
+            {"seat_id": seat.seat_id, **seat.public(), "timeout_s": self.seat.timeout_s}, status_code=201
+        )
+
+    async def release_seat(self, request: Request) -> Response:
+        self.require(request, lambda p: p.can_command, "release the operator seat (operator tokens only)")
+        if not self.seat.release(request.path_params["seat_id"]):
+            raise ApiError(404, "no operator seat is held with this id", "seat_id")
+        return JSONResponse({"released": True})
+
+    async def seat_state(self, request: Request) -> Response:
+        self.require(request, lambda p: p.can_watch, "watch (viewer or operator tokens)")
+        return JSONResponse(self.seat.describe())
 
     # -- watchers -----------------------------------------------------------------------
 
     async def state(self, request: Request) -> Response:
         self.require(request, lambda p: p.can_watch, "watch (viewer or operator tokens)")
-        return JSONResponse(self.service.snapshot())
+        return JSONResponse(self.service.snapshot() | {"operator_seat": self.seat.describe()})
 
     async def approvals(self, request: Request) -> Response:
         self.require(request, lambda p: p.can_watch, "watch (viewer or operator tokens)")
@@ -218,9 +275,15 @@ class GateApi:
         raw = request.headers.get("last-event-id") or request.query_params.get("since") or "0"
         if not raw.isdigit():
             raise ApiError(422, f"since / Last-Event-ID must be a sequence number, got {raw!r}", "since")
+        seat_id = request.query_params.get("seat")
+        if seat_id is not None and not self.seat.holds(seat_id):
+            raise ApiError(409, "seat: this seat is not held (released or timed out); claim it again", "seat")
         backlog, watch = self.service.feed.watch(int(raw))
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
+            # The seat is kept while its stream is open (connected in the generator, so the
+            # `finally` that disconnects it always runs).
+            seat = self.seat.connect(seat_id) if seat_id is not None else None
             try:
                 for seq, kind, data in backlog:
                     yield {"id": str(seq), "event": kind, "data": data}
@@ -232,6 +295,8 @@ class GateApi:
                     yield {"id": str(seq), "event": kind, "data": data}
             finally:
                 self.service.feed.unwatch(watch)
+                if seat is not None:
+                    self.seat.disconnect(seat)
 
         return EventSourceResponse(stream(), ping=15, send_timeout=30)
 
@@ -265,8 +330,8 @@ def _guard(handler: Handler) -> Handler:
     return guarded
 
 
-def create_app(service: GateService, tokens: TokenStore) -> Starlette:
-    api = GateApi(service, tokens)
+def create_app(service: GateService, tokens: TokenStore, seat: OperatorSeat | None = None) -> Starlette:
+    api = GateApi(service, tokens, seat if seat is not None else OperatorSeat())
     routes = [
         Route("/v1/proposals", _guard(api.propose), methods=["POST"]),
         Route("/v1/proposals/{proposal_id}", _guard(api.proposal), methods=["GET"]),
@@ -277,6 +342,9 @@ def create_app(service: GateService, tokens: TokenStore) -> Starlette:
         Route("/v1/unlock", _guard(api.unlock), methods=["POST"]),
         Route("/v1/pause", _guard(api.pause), methods=["POST"]),
         Route("/v1/resume", _guard(api.resume), methods=["POST"]),
+        Route("/v1/seat", _guard(api.claim_seat), methods=["POST"]),
+        Route("/v1/seat", _guard(api.seat_state), methods=["GET"]),
+        Route("/v1/seat/{seat_id}", _guard(api.release_seat), methods=["DELETE"]),
         Route("/v1/state", _guard(api.state), methods=["GET"]),
         Route("/v1/events", _guard(api.events), methods=["GET"]),
         Route("/v1/health", _guard(api.health), methods=["GET"]),

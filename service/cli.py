@@ -26,6 +26,13 @@ def add_service_commands(sub: Any) -> None:
         "--lease", type=float, default=None, metavar="S", help="seconds an agent has to report a grant's outcome"
     )
     run.add_argument("--approval-timeout", type=float, default=None, metavar="S", help="seconds an approval may wait")
+    run.add_argument(
+        "--seat-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds the operator seat stays held after its console's event stream is gone (default 10)",
+    )
     run.add_argument("--dry-run-only", action="store_true", help="never escalate past DRY_RUN")
     run.add_argument("--live-floor", type=float, metavar="C", help="raise every LIVE confidence threshold to C")
     token = sub.add_parser("token", help="manage the service's API tokens")
@@ -50,6 +57,7 @@ def run_service_command(args: argparse.Namespace) -> int:
         dry_run_only=args.dry_run_only,
         live_floor=args.live_floor,
         **({"lease_s": args.lease} if args.lease is not None else {}),
+        **({"seat_timeout_s": args.seat_timeout} if args.seat_timeout is not None else {}),
     )
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(options))

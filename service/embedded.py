@@ -37,6 +37,8 @@ class EmbeddedService(GateService):
             f"(agent tokens: phase24 token add --out {out} --role agent NAME)"
         )
         self.announced = io.StringIO()
+        # This console is the operator: attached consoles may watch (--read-only), not command.
+        self.listening.seat.pin("the console serving this gate")
         self._server: uvicorn.Server | None = None
 
     async def run_pipeline(self) -> dict[str, Any]:

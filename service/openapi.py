@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.proposals import OutcomeIn, ProposalAccepted, ProposalIn, ProposalStatus
-from service.schemas import DecisionIn, DecisionOut, ErrorOut, LockOut, PauseOut, ReasonIn
+from service.schemas import DecisionIn, DecisionOut, ErrorOut, LockOut, PauseOut, ReasonIn, SeatIn
 
 API_VERSION = "1"
 
@@ -28,6 +28,7 @@ _MODELS: list[type[BaseModel]] = [
     PauseOut,
     DecisionIn,
     ReasonIn,
+    SeatIn,
 ]
 
 
@@ -46,7 +47,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "the token's role may not do this",
         404: "not found (or not yours)",
         408: "body not received in time",
-        409: "conflict (already used, already decided, other contract)",
+        409: "conflict (already used, already decided, other contract; the operator seat is held, or the "
+        "X-Phase24-Seat a command names is not held)",
         413: "body over 64 KiB",
         422: "a field is invalid (named in `field`)",
         503: "starting, stopping, or storage failed (the gate is locked)",
@@ -70,11 +72,16 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/proposals": {
             "post": {
-                "summary": "Propose one tool call (agent token; `agent` must be the token's name)",
+                "summary": "Propose one tool call (agent token; `agent` must be the token's name). With "
+                "?wait=S (0..60) the answer waits up to S for the decision and is the proposal's status "
+                "(ProposalStatus) plus `duplicate`: one request instead of a POST and a GET long-poll",
                 "security": bearer,
+                "parameters": [
+                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 60}}
+                ],
                 "requestBody": _body("ProposalIn"),
                 "responses": {
-                    "201": _json("ProposalAccepted", "journaled, then acknowledged"),
+                    "201": _json("ProposalAccepted", "journaled, then acknowledged (with ?wait: ProposalStatus)"),
                     "200": _json("ProposalAccepted", "the same action_id again: the same proposal"),
                     **_errors(*common, 409),
                 },
@@ -146,6 +153,32 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json("PauseOut"), **_errors(401, 403)},
             }
         },
+        "/v1/seat": {
+            "post": {
+                "summary": "Claim the operator seat (operator; one console at a time). Keep it with "
+                "GET /v1/events?seat=SEAT_ID; it frees timeout_s after its last stream closed",
+                "security": bearer,
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("SeatIn")}}},
+                "responses": {
+                    "201": {"description": "{seat_id, operator, console, claimed_at, connected, timeout_s}"},
+                    **_errors(*common, 409),
+                },
+            },
+            "get": {
+                "summary": "Who holds the operator seat: {held, operator?, console?, claimed_at?, connected?, "
+                "frees_in_s?, timeout_s} (viewer, operator)",
+                "security": bearer,
+                "responses": {"200": {"description": "seat state"}, **_errors(401, 403)},
+            },
+        },
+        "/v1/seat/{seat_id}": {
+            "delete": {
+                "summary": "Give the operator seat back (operator)",
+                "security": bearer,
+                "parameters": [{"name": "seat_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{released: true}"}, **_errors(401, 403, 404)},
+            }
+        },
         "/v1/state": {
             "get": {
                 "summary": "Lock, pause, counts, last event seq (viewer, operator)",
@@ -158,8 +191,11 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Server-sent events: every typed event (id = seq, event = kind, data = JSON); "
                 "resumable with Last-Event-ID or ?since=SEQ (viewer, operator)",
                 "security": bearer,
-                "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
-                "responses": {"200": {"description": "text/event-stream"}, **_errors(401, 403, 422)},
+                "parameters": [
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "seat", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "text/event-stream"}, **_errors(401, 403, 409, 422)},
             }
         },
         "/metrics": {

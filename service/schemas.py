@@ -29,6 +29,14 @@ class ReasonIn(BaseModel):
     reason: str = Field(default="", max_length=1024)
 
 
+class SeatIn(BaseModel):
+    """`POST /v1/seat` (the body may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    console: str = Field(default="", max_length=200, description="how the console names itself (shown to others)")
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="one line; names the problem")
     field: str | None = Field(description="the request field at fault, when one is")

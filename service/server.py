@@ -26,6 +26,7 @@ from core.gate_service import DEFAULT_LEASE_S, GateService
 from core.harness import RUN_RECORD, Phase24ExecutionConfig, make_run_id
 from core.journal import JOURNAL_FILE
 from service.app import create_app
+from service.seat import DEFAULT_SEAT_TIMEOUT_S, OperatorSeat
 from service.tokens import TOKENS_FILE, TokenStore, add_token
 
 DEFAULT_HOST = "127.0.0.1"
@@ -42,6 +43,7 @@ class ServeOptions:
     approval_timeout_s: float | None = None
     dry_run_only: bool = False
     live_floor: float | None = None
+    seat_timeout_s: float = DEFAULT_SEAT_TIMEOUT_S
 
 
 def is_loopback(host: str) -> bool:
@@ -106,12 +108,15 @@ class Listening:
     first_token: str | None
     sock: socket.socket
     url: str
+    seat: OperatorSeat
 
 
 def prepare(options: ServeOptions, clock: SystemClock, *, first_operator_token: bool = True) -> Listening:
     """Check the options, make the output directory and the token file, bind the socket."""
     if not is_loopback(options.host) and not options.allow_remote:
         raise ConfigError(f"--host: {options.host!r} is not a loopback address; add --allow-remote to bind it")
+    if not options.seat_timeout_s > 0:
+        raise ConfigError(f"--seat-timeout: must be a positive number of seconds, got {options.seat_timeout_s:g}")
     run_id = make_run_id(clock)
     out = prepare_out(options, run_id)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +138,8 @@ def prepare(options: ServeOptions, clock: SystemClock, *, first_operator_token: 
     sock.setblocking(False)
     host = f"[{options.host}]" if ":" in options.host else options.host
     url = f"http://{host}:{sock.getsockname()[1]}"
-    return Listening(run_id, out, TokenStore(tokens_path), tokens_path, first_token, sock, url)
+    seat = OperatorSeat(options.seat_timeout_s)
+    return Listening(run_id, out, TokenStore(tokens_path), tokens_path, first_token, sock, url, seat)
 
 
 def make_config(options: ServeOptions, out: Path) -> Phase24ExecutionConfig:
@@ -157,7 +163,7 @@ async def run_http(
     """Run the gate's pipeline and its HTTP API on this loop until the service stops."""
     server = _Server(
         uvicorn.Config(
-            create_app(service, listening.tokens),
+            create_app(service, listening.tokens, listening.seat),
             log_level="warning",
             lifespan="off",
             access_log=False,

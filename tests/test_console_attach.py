@@ -13,7 +13,7 @@ import pytest
 
 from console.app import ConsoleGate, make_app
 from console.approval_prompt import ApprovalModal
-from console.remote import attached_app
+from console.remote import SeatTaken, attached_app
 from service.embedded import EmbeddedService
 from service.server import ServeOptions
 from service.tokens import TOKENS_FILE
@@ -55,7 +55,9 @@ async def test_an_attached_operator_console_approves_and_a_read_only_one_only_wa
         viewer_app = attached_app(service.url, viewer, read_only=True)
         async with operator_app.run_test(size=(160, 48)) as pilot, viewer_app.run_test(size=(160, 48)) as watch:
             assert str(viewer_app.query_one("#attach-badge").render()).startswith("[RO]")
-            assert not operator_app.query("#attach-badge")
+            assert str(operator_app.query_one("#attach-badge").render()).startswith("[OP] operator seat")
+            # The viewer attached after the operator: its badge names who holds the seat.
+            assert "operator seat: operator (pid " in str(viewer_app.query_one("#attach-badge").render())
             pid = await asyncio.to_thread(propose, service.url, agent, "data_agent", "database_write")
             await wait_until(pilot, lambda: isinstance(operator_app.screen, ApprovalModal), "the approval prompt")
             modal = operator_app.screen
@@ -106,12 +108,13 @@ def test_a_refused_attach_token_is_one_line(tmp_path: Path) -> None:
 async def test_console_without_a_plan_serves_agents_and_its_keys_answer_them(tmp_path: Path) -> None:
     out = tmp_path / "gate"
     agent = add_token_file(out, "agent", "data_agent")
+    alice = add_token_file(out, "operator", "alice")
     gate = ConsoleGate()
     service = EmbeddedService(ServeOptions(port=0, out=out), gate)
     app = make_app(service, gate)
     url = service.listening.url
     try:
-        await _drive_embedded(app, service, url, agent)
+        await _drive_embedded(app, service, url, agent, alice)
     finally:
         service.stop("test teardown")  # never leave the embedded service's thread running
     assert (out / "orchestration_summary.json").exists()
@@ -120,10 +123,15 @@ async def test_console_without_a_plan_serves_agents_and_its_keys_answer_them(tmp
         httpx.get(f"{url}/v1/health")
 
 
-async def _drive_embedded(app: Any, service: EmbeddedService, url: str, agent: str) -> None:
+async def _drive_embedded(app: Any, service: EmbeddedService, url: str, agent: str, operator: str) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         assert url in str(app.query_one("#attach-badge").render())
         await wait_until(pilot, lambda: service.accepting, "the embedded service")
+        # This console is the operator: another operator console may only watch.
+        with pytest.raises(SeatTaken, match="console serving this gate"):
+            await asyncio.to_thread(attached_app, url, operator, read_only=False)
+        watcher = await asyncio.to_thread(attached_app, url, operator, read_only=True)
+        assert watcher.harness.seat_id is None
         pid = await asyncio.to_thread(propose, url, agent, "data_agent", "database_write")
         await wait_until(pilot, lambda: isinstance(app.screen, ApprovalModal), "the approval prompt")
         modal = app.screen

@@ -124,3 +124,37 @@ def test_async_sdk_decorator_and_failure_report(tmp_path: Path) -> None:
         service.stop()
     failed = [line for line in (out / "tool_execution_log.jsonl").read_text().splitlines() if "disk on fire" in line]
     assert len(failed) == 1
+
+
+def test_a_proposal_can_wait_for_its_decision_in_the_same_request(tmp_path: Path) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        token = add_token(out, "agent", "bot")
+        body = {"agent": "bot", "tool": "memory_search", "args": {"q": 1}, "confidence": 0.9, "action_id": "w1"}
+        with service.client(token) as http:
+            bad = http.post("/v1/proposals?wait=abc", json=body)
+            assert (bad.status_code, bad.json()["field"]) == (422, "wait")
+            too_long = http.post("/v1/proposals?wait=61", json=body)
+            assert (too_long.status_code, too_long.json()["field"]) == (422, "wait")
+            decided = http.post("/v1/proposals?wait=10", json=body)
+            assert decided.status_code == 201
+            status = decided.json()
+            assert (status["state"], status["mode"], status["decision"], status["decided"]) == (
+                "COMPLETED",
+                "LIVE",
+                "allowed",
+                True,
+            )
+            assert status["duplicate"] is False and status["result"]["final_state"] == "COMPLETED"
+            again = http.post("/v1/proposals?wait=10", json=body)  # the same action_id: the same proposal
+            assert again.status_code == 200 and again.json()["duplicate"] is True
+            assert again.json()["proposal_id"] == status["proposal_id"]
+            # A HIGH-risk call is not decided within a short wait: the status says so.
+            held = http.post("/v1/proposals?wait=0.2", json=body | {"tool": "database_write", "action_id": "w2"})
+            assert held.status_code == 201 and held.json()["decided"] is False
+            assert held.json()["state"] == "AWAITING_APPROVAL"
+            plain = http.post("/v1/proposals", json=body | {"action_id": "w3"})
+            assert plain.status_code == 201 and set(plain.json()) == {"proposal_id", "duplicate"}
+        with service.client(service.operator) as http:
+            assert http.get("/v1/state").json()["proposals"] == 3  # the refused waits journaled nothing
+        assert service.stop()[0] == 0

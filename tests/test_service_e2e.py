@@ -239,6 +239,8 @@ def test_bad_requests_get_a_4xx_naming_the_field(tmp_path: Path) -> None:
             "/v1/lock",
             "/v1/unlock",
             "/v1/events",
+            "/v1/seat",
+            "/v1/seat/{seat_id}",
             "/metrics",
         ):
             assert path in document["paths"]
