@@ -15,6 +15,7 @@ from phase24_sdk.calls import Contract, GatedTool, GateResult, gated_tool
 from phase24_sdk.client import Gate, connect
 from phase24_sdk.errors import (
     GateAuthError,
+    GateConnectionError,
     GateDenied,
     GateError,
     GateExpired,
@@ -25,7 +26,6 @@ from phase24_sdk.errors import (
     GateUnknown,
 )
 from phase24_sdk.sync import SyncGate, connect_sync
-from phase24_sdk.wire import WireError as GateConnectionError
 
 __all__ = [
     "Contract",

@@ -23,8 +23,7 @@ from phase24_sdk.calls import (
     outcome_body,
     proposal_body,
 )
-from phase24_sdk.errors import GateTimeout, raise_for_decision
-from phase24_sdk.wire import AsyncWire, WireConnectError
+from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
 
 RETRIES = 3
 
@@ -32,21 +31,16 @@ RETRIES = 3
 class Gate:
     """One agent's connection to a gate service (async).
 
-    Requests go over the SDK's own keep-alive HTTP/1.1 client (`phase24_sdk.wire`); with
-    `transport`, over httpx and that transport instead (e.g. an in-process ASGI app).
+    Requests go over one httpx client with keep-alive; `transport` replaces its transport
+    (e.g. an in-process ASGI app).
     """
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.agent = agent
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http: httpx.AsyncClient | None = None
-        self._wire: AsyncWire | None = None
-        if transport is not None:
-            self._http = httpx.AsyncClient(
-                base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-            )
-        else:
-            self._wire = AsyncWire(url, headers, 10.0)
+        self._http = httpx.AsyncClient(
+            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
+        )
 
     async def __aenter__(self) -> Gate:
         return self
@@ -57,10 +51,7 @@ class Gate:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-        if self._wire is not None:
-            await self._wire.aclose()
+        await self._http.aclose()
 
     async def _send(
         self,
@@ -76,18 +67,16 @@ class Gate:
         content = b"" if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                if self._wire is not None:
-                    answer = await self._wire.request(method, path, params=params, body=content, timeout_s=timeout)
-                    return checked(answer.status, answer.body)
-                assert self._http is not None
                 response = await self._http.request(
                     method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
                 )
                 return checked(response.status_code, response.content)
-            except (WireConnectError, httpx.ConnectError):
+            except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
-                    raise
+                    raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 await asyncio.sleep(0.1 * 2**attempt)
+            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
+                raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def propose(

@@ -13,6 +13,11 @@ class GateError(Exception):
         self.status = status or {}
 
 
+class GateConnectionError(GateError, OSError):
+    """The service could not be reached, or the connection broke before the answer came
+    back (then the service may have acted: a proposal's `action_id` makes a retry safe)."""
+
+
 class GateDenied(GateError):
     """The operator (or the gate: a duplicate irreversible action) denied the call."""
 

@@ -20,8 +20,7 @@ from phase24_sdk.calls import (
     outcome_body,
     proposal_body,
 )
-from phase24_sdk.errors import GateTimeout, raise_for_decision
-from phase24_sdk.wire import SyncWire, WireConnectError
+from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
 
 RETRIES = 3
 
@@ -32,14 +31,9 @@ class SyncGate:
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http: httpx.Client | None = None
-        self._wire: SyncWire | None = None
-        if transport is not None:
-            self._http = httpx.Client(
-                base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-            )
-        else:
-            self._wire = SyncWire(url, headers, 10.0)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
+        )
 
     def __enter__(self) -> SyncGate:
         return self
@@ -50,10 +44,7 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-        if self._wire is not None:
-            self._wire.close()
+        self._http.close()
 
     def _send(
         self,
@@ -67,18 +58,16 @@ class SyncGate:
         content = b"" if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                if self._wire is not None:
-                    answer = self._wire.request(method, path, params=params, body=content, timeout_s=timeout)
-                    return checked(answer.status, answer.body)
-                assert self._http is not None
                 response = self._http.request(
                     method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
                 )
                 return checked(response.status_code, response.content)
-            except (WireConnectError, httpx.ConnectError):
+            except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
-                    raise
+                    raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
+            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
+                raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 
     def propose(
