@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -251,3 +252,37 @@ def test_a_wrong_token_or_an_unreachable_service_is_one_line_and_exit_2(tmp_path
         assert "Traceback" not in done.stderr
     assert time.monotonic() - started < 30
     assert setup.upstream_calls() == []
+
+
+async def test_a_service_that_stops_during_the_upstream_call_leaves_unknown_and_the_call_fails_cleanly(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        setup = Setup(tmp_path, service)
+        with anyio.fail_after(120):
+            async with gateway(setup) as s:
+                async with anyio.create_task_group() as tg:
+                    answers: list[types.CallToolResult] = []
+
+                    async def call() -> None:
+                        answers.append(await s.call_tool("slow_delete", {"key": "k", "seconds": 4}))
+
+                    tg.start_soon(call)
+                    await anyio.to_thread.run_sync(setup.decide, "slow_delete", "approve")
+                    while setup.effect_lines() == []:
+                        await anyio.sleep(0.05)
+                    code, _ = await anyio.to_thread.run_sync(service.stop)
+                after = await s.call_tool("lookup", {"key": "k"})
+    assert code == 0
+    result = answers[0]
+    assert result.is_error and "DID run upstream" in text(result) and "UNKNOWN" in text(result)
+    assert after.is_error and "cannot reach the gate service" in text(after) and "NOT sent" in text(after)
+    conn = sqlite3.connect(out / "journal.sqlite3")
+    try:
+        intents = [(r[0], r[1]) for r in conn.execute("SELECT tool, status FROM intents ORDER BY rowid")]
+    finally:
+        conn.close()
+    assert intents == [("slow_delete", "UNKNOWN")]
+    assert setup.effect_lines() == ["delete k"]  # never sent again
+    assert setup.upstream_calls() == [{"tool": "slow_delete", "arguments": {"key": "k", "seconds": 4}}]
