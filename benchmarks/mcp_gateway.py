@@ -19,7 +19,11 @@ plan runs' harness (`plan_harness_p50_ms`: `Phase24Harness`, health after every 
 fsynced barrier before every LIVE step), in separate runs one after the other.
 
 `added_p50_ms` is gateway - direct; `over_bare_proxy_p50_ms` is gateway - bare proxy: what
-the gate adds on top of the second hop that any SDK proxy pays (the floor).
+the gate adds on top of the second hop that any SDK proxy pays (the floor). Wall-clock
+figures move with the machine's load; the `*_cpu_ms` figures do much less: the CPU time
+(user + system, from /proc, Linux only) each server process spent per measured call: the
+direct upstream, the bare proxy's process (without its upstream) and the gateway's process
+(without its upstream). `gate_cpu_ms` = gateway - bare proxy: the gate's own work per call.
 
     python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
 """
@@ -63,13 +67,17 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
         command=sys.executable, args=["-m", "benchmarks.mcp_gateway", "--bare-proxy"], env=env, cwd=str(ROOT)
     )
     times: dict[str, list[float]] = {"direct": [], "bare_proxy": [], "gateway": []}
+    cpu_start: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
         sessions: dict[str, ClientSession] = {}
         for name, params in (("direct", direct), ("bare_proxy", bare), ("gateway", gateway)):
             read, write = await stack.enter_async_context(stdio_client(params))
             sessions[name] = await stack.enter_async_context(ClientSession(read, write))
             await sessions[name].initialize()
+        pids = _children()
         for i in range(calls + 50):
+            if i == 50:
+                cpu_start = {name: _cpu_ms(pid) for name, pid in pids.items()}
             for name, session in sessions.items():
                 start = time.perf_counter()
                 result = await session.call_tool("lookup", {"key": f"k{i}"})
@@ -78,8 +86,11 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
                     raise SystemExit(f"{name}: lookup failed: {result}")
                 if i >= 50:
                     times[name].append(elapsed)
+        cpu = {name: (_cpu_ms(pid) - cpu_start[name]) / calls for name, pid in pids.items()}
     d, b, g = times["direct"], times["bare_proxy"], times["gateway"]
     return {
+        **{f"{name}_cpu_ms": value for name, value in cpu.items()},
+        **({"gate_cpu_ms": cpu["gateway"] - cpu["bare_proxy"]} if {"gateway", "bare_proxy"} <= set(cpu) else {}),
         "direct_p50_ms": statistics.median(d),
         "direct_p95_ms": _pct(d, 0.95),
         "bare_proxy_p50_ms": statistics.median(b),
@@ -90,6 +101,33 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
         "hop_p50_ms": statistics.median(b) - statistics.median(d),
         "over_bare_proxy_p50_ms": statistics.median(g) - statistics.median(b),
     }
+
+
+def _children() -> dict[str, int]:
+    """The server processes this process started, by role (Linux /proc; empty elsewhere)."""
+    found: dict[str, int] = {}
+    me = os.getpid()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid != me:
+            continue
+        if "mcp-gateway" in cmdline:
+            found["gateway"] = int(entry.name)
+        elif "--bare-proxy" in cmdline:
+            found["bare_proxy"] = int(entry.name)
+        elif "mcp_upstream.py" in cmdline:
+            found["direct"] = int(entry.name)
+    return found
+
+
+def _cpu_ms(pid: int) -> float:
+    """user + system CPU time of a process so far, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 async def bare_proxy() -> None:

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
 
 from console.storage_failure import report_storage_failure
 from core.approval import PolicyGate
@@ -28,6 +27,7 @@ from gateway.attached import AttachOptions, ServiceGate, check_service
 from gateway.config import GatewayConfig
 from gateway.embedded import EmbeddedGate, GatewayOptions, log, make_harness
 from gateway.responses import refused
+from gateway.stdio import gateway_stdio
 from gateway.tools import GatewayTool, Mailbox, binding_for, gateway_tools
 from gateway.upstream import Upstream
 
@@ -103,7 +103,7 @@ async def serve_attached(cfg: GatewayConfig, attach: AttachOptions) -> int:
         gate = ServiceGate(attach, cfg.max_result_bytes)
         server = _server(GatewayServer(tools, gate))
         try:
-            async with stdio_server() as (read_stream, write_stream):
+            async with gateway_stdio() as (read_stream, write_stream):
                 await server.run(read_stream, write_stream, server.create_initialization_options())
         finally:
             await gate.aclose()
@@ -147,7 +147,7 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                             f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
                             f"gateway stopped during them); never sent again: check upstream. See {opts.out}"
                         )
-                    async with stdio_server() as (read_stream, write_stream):
+                    async with gateway_stdio() as (read_stream, write_stream):
                         await server.run(read_stream, write_stream, server.create_initialization_options())
             except (OSError, JournalError) as exc:
                 failure = exc
