@@ -19,11 +19,15 @@ plan runs' harness (`plan_harness_p50_ms`: `Phase24Harness`, health after every 
 fsynced barrier before every LIVE step), in separate runs one after the other.
 
 `added_p50_ms` is gateway - direct; `over_bare_proxy_p50_ms` is gateway - bare proxy: what
-the gate adds on top of the second hop that any SDK proxy pays (the floor). Wall-clock
+the gate adds on top of the second hop that any SDK proxy pays (the floor). A third
+reference, `bare_proxy_loop`, is the same bare proxy with the gateway's own stdio
+(gateway/stdio.py: asyncio pipes instead of the SDK's worker threads), the floor for this
+gateway; `over_bare_proxy_loop_p50_ms` is gateway - that. Wall-clock
 figures move with the machine's load; the `*_cpu_ms` figures do much less: the CPU time
 (user + system, from /proc, Linux only) each server process spent per measured call: the
 direct upstream, the bare proxy's process (without its upstream) and the gateway's process
-(without its upstream). `gate_cpu_ms` = gateway - bare proxy: the gate's own work per call.
+(without its upstream). `gate_cpu_ms` = gateway - bare proxy with the same stdio: the
+gate's own work per call.
 
     python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
 """
@@ -66,11 +70,22 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
     bare = StdioServerParameters(
         command=sys.executable, args=["-m", "benchmarks.mcp_gateway", "--bare-proxy"], env=env, cwd=str(ROOT)
     )
-    times: dict[str, list[float]] = {"direct": [], "bare_proxy": [], "gateway": []}
+    bare_loop = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "benchmarks.mcp_gateway", "--bare-proxy", "--loop-stdio"],
+        env=env,
+        cwd=str(ROOT),
+    )
+    times: dict[str, list[float]] = {"direct": [], "bare_proxy": [], "bare_proxy_loop": [], "gateway": []}
     cpu_start: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
         sessions: dict[str, ClientSession] = {}
-        for name, params in (("direct", direct), ("bare_proxy", bare), ("gateway", gateway)):
+        for name, params in (
+            ("direct", direct),
+            ("bare_proxy", bare),
+            ("bare_proxy_loop", bare_loop),
+            ("gateway", gateway),
+        ):
             read, write = await stack.enter_async_context(stdio_client(params))
             sessions[name] = await stack.enter_async_context(ClientSession(read, write))
             await sessions[name].initialize()
@@ -88,9 +103,16 @@ async def measure(calls: int, out_root: Path) -> dict[str, float]:
                     times[name].append(elapsed)
         cpu = {name: (_cpu_ms(pid) - cpu_start[name]) / calls for name, pid in pids.items()}
     d, b, g = times["direct"], times["bare_proxy"], times["gateway"]
+    bl = times["bare_proxy_loop"]
     return {
         **{f"{name}_cpu_ms": value for name, value in cpu.items()},
-        **({"gate_cpu_ms": cpu["gateway"] - cpu["bare_proxy"]} if {"gateway", "bare_proxy"} <= set(cpu) else {}),
+        **(
+            {"gate_cpu_ms": cpu["gateway"] - cpu["bare_proxy_loop"]}
+            if {"gateway", "bare_proxy_loop"} <= set(cpu)
+            else {}
+        ),
+        "bare_proxy_loop_p50_ms": statistics.median(bl),
+        "over_bare_proxy_loop_p50_ms": statistics.median(g) - statistics.median(bl),
         "direct_p50_ms": statistics.median(d),
         "direct_p95_ms": _pct(d, 0.95),
         "bare_proxy_p50_ms": statistics.median(b),
@@ -117,6 +139,8 @@ def _children() -> dict[str, int]:
             continue
         if "mcp-gateway" in cmdline:
             found["gateway"] = int(entry.name)
+        elif "--loop-stdio" in cmdline:
+            found["bare_proxy_loop"] = int(entry.name)
         elif "--bare-proxy" in cmdline:
             found["bare_proxy"] = int(entry.name)
         elif "mcp_upstream.py" in cmdline:
@@ -130,8 +154,9 @@ def _cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
-async def bare_proxy() -> None:
-    """A reference, not a product: forward every call to the test upstream, no gate at all."""
+async def bare_proxy(loop_stdio: bool = False) -> None:
+    """A reference, not a product: forward every call to the test upstream, no gate at all
+    (`loop_stdio`: with the gateway's own stdio, gateway/stdio.py, instead of the SDK's)."""
     import mcp_types as types
     from mcp.server.lowlevel import Server
     from mcp.server.stdio import stdio_server
@@ -148,7 +173,9 @@ async def bare_proxy() -> None:
             return await upstream.call_tool(p.name, p.arguments)
 
         server: Server[Any] = Server("bare-proxy", on_list_tools=list_tools, on_call_tool=call_tool)
-        async with stdio_server() as (r, w):
+        from gateway.stdio import gateway_stdio
+
+        async with gateway_stdio() if loop_stdio else stdio_server() as (r, w):
             await server.run(r, w, server.create_initialization_options())
 
 
@@ -190,10 +217,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--bare-proxy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loop-stdio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
     args = parser.parse_args()
     if args.bare_proxy:
-        anyio.run(bare_proxy)
+        anyio.run(bare_proxy, args.loop_stdio)
         return
     with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
         figures = anyio.run(measure, args.calls, Path(tmp))
