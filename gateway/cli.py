@@ -61,7 +61,8 @@ def add_gateway_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "mcp-gateway",
         help="an MCP server (stdio) that puts an upstream MCP server's tools behind the gate",
         description="Re-expose an upstream MCP server's tools; every call goes MOCK -> DRY_RUN -> LIVE through "
-        "the embedded gate (deny by default). Stdout is the MCP channel; logs go to stderr.",
+        "the embedded gate (deny by default) or, with --attach, through a running gate service whose operator "
+        "decides. Stdout is the MCP channel; logs go to stderr.",
     )
     gw.add_argument(
         "--attach",
@@ -82,7 +83,12 @@ def add_gateway_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     gw.add_argument("--approve-all", action="store_true", help="grant every approval (demos only; default denies)")
     gw.add_argument("--state-dir", type=Path, default=None, metavar="DIR", help="where the system-wide lock lives")
-    gw.add_argument("--agent", default=None, help="the agent name calls are recorded under (default mcp_agent)")
+    gw.add_argument(
+        "--agent",
+        default=None,
+        help="the agent name calls are recorded under (default: the config's `agent`, else mcp_agent); "
+        "with --attach, the name the agent token was issued for",
+    )
     gw.add_argument("--confidence", type=_unit, default=None, metavar="C", help="default confidence (0.9)")
     gw.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="per-call timeout (default 30)")
     gw.add_argument("upstream", nargs=argparse.REMAINDER, help="-- UPSTREAM_COMMAND [ARGS...]")

@@ -286,3 +286,24 @@ async def test_a_service_that_stops_during_the_upstream_call_leaves_unknown_and_
     assert intents == [("slow_delete", "UNKNOWN")]
     assert setup.effect_lines() == ["delete k"]  # never sent again
     assert setup.upstream_calls() == [{"tool": "slow_delete", "arguments": {"key": "k", "seconds": 4}}]
+
+
+def test_attach_options_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    token = tmp_path / "t"
+    token.write_text("p24_x")
+    url = "http://127.0.0.1:9"
+
+    def gateway_cli(*options: str) -> subprocess.CompletedProcess[str]:
+        return phase24("mcp-gateway", *options, "--", *UPSTREAM)
+
+    for options, says in (
+        (("--attach", url), "--attach URL and --token-file F go together"),
+        (("--attach", url, "--token-file", str(token), "--approve-all"), "--approve-all is the embedded gate's"),
+        (("--attach", url, "--token-file", str(token), "--out", str(tmp_path)), "--out is the embedded gate's"),
+        (("--attach", "ftp://x", "--token-file", str(token)), "--attach: expected the service's http:// URL"),
+        (("--attach", url, "--token-file", str(tmp_path / "missing")), "--token-file"),
+        (("--attach", url, "--token-file", str(token), "--agent", "bad name"), "--agent"),
+    ):
+        done = gateway_cli(*options)
+        assert done.returncode == 2 and done.stdout == "", (options, done)
+        assert says in done.stderr and done.stderr.strip().count("\n") == 0, (options, done.stderr)
