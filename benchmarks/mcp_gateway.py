@@ -29,7 +29,11 @@ direct upstream, the bare proxy's process (without its upstream) and the gateway
 (without its upstream). `gate_cpu_ms` = gateway - bare proxy with the same stdio: the
 gate's own work per call.
 
-    python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR]
+    python -m benchmarks.mcp_gateway [--calls N] [--out-dir DIR] [--attach]
+
+`--attach` measures instead a gateway attached to a real `phase24 serve` (on a loopback port,
+its own journal) against the direct upstream: each call is a proposal, a long-polled LIVE
+grant, the upstream call and the reported outcome.
 """
 
 from __future__ import annotations
@@ -213,15 +217,95 @@ async def pipeline(calls: int, out: Path, plan_harness: bool = False) -> float:
     return statistics.median(times)
 
 
+async def attached(calls: int, out_root: Path) -> dict[str, float]:
+    """`--attach`: the same read-only call straight to the upstream and through a gateway attached
+    to a real `phase24 serve` on a loopback port (each call: propose, long-poll the decision,
+    the LIVE grant run upstream, the outcome reported), interleaved."""
+    import re
+    import subprocess
+
+    env = {**os.environ, "PHASE24_STATE_DIR": str(out_root / "state"), "PYTHONPATH": str(ROOT)}
+    gate = out_root / "gate"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "serve", "--port", "0", "--out", str(gate)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        match = re.search(r"listening on (http://\S+)", serve.stdout.readline())
+        if match is None:
+            raise SystemExit("phase24 serve did not start")
+        token = subprocess.run(
+            [sys.executable, "-m", "console.cli", "token", "add", "--out", str(gate), "--role", "agent", "bench"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        token_file = out_root / "agent.token"
+        token_file.write_text(token)
+        up_env = {"MCP_UPSTREAM_EFFECTS": str(out_root / "effects.txt"), "PHASE24_STATE_DIR": str(out_root / "state")}
+        direct = StdioServerParameters(command=UPSTREAM[0], args=UPSTREAM[1:], env=up_env)
+        gateway = StdioServerParameters(
+            command=sys.executable,
+            args=[
+                *("-m", "console.cli", "mcp-gateway", "--attach", match.group(1)),
+                *("--token-file", str(token_file), "--agent", "bench", "--", *UPSTREAM),
+            ],
+            env=up_env,
+            cwd=str(ROOT),
+        )
+        times: dict[str, list[float]] = {"direct": [], "attached": []}
+        async with contextlib.AsyncExitStack() as stack:
+            sessions: dict[str, ClientSession] = {}
+            for name, params in (("direct", direct), ("attached", gateway)):
+                read, write = await stack.enter_async_context(stdio_client(params))
+                sessions[name] = await stack.enter_async_context(ClientSession(read, write))
+                await sessions[name].initialize()
+            for i in range(calls + 20):
+                for name, session in sessions.items():
+                    start = time.perf_counter()
+                    result = await session.call_tool("lookup", {"key": f"k{i}"})
+                    if result.is_error:
+                        raise SystemExit(f"{name}: lookup failed: {result}")
+                    if i >= 20:
+                        times[name].append((time.perf_counter() - start) * 1000.0)
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    d, a = times["direct"], times["attached"]
+    return {
+        "direct_p50_ms": statistics.median(d),
+        "attached_p50_ms": statistics.median(a),
+        "attached_p95_ms": _pct(a, 0.95),
+        "attached_added_p50_ms": statistics.median(a) - statistics.median(d),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--bare-proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop-stdio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
+    parser.add_argument(
+        "--attach", action="store_true", help="measure a gateway attached to a real `phase24 serve` instead"
+    )
     args = parser.parse_args()
     if args.bare_proxy:
         anyio.run(bare_proxy, args.loop_stdio)
+        return
+    if args.attach:
+        with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
+            figures = anyio.run(attached, args.calls, Path(tmp))
+        print(f"MCP gateway attached to phase24 serve, {args.calls} read-only calls each (cpu count {os.cpu_count()}):")
+        for key, value in figures.items():
+            print(f"  {key:22} {value:8.3f}")
         return
     with tempfile.TemporaryDirectory(dir=args.out_dir) as tmp:
         figures = anyio.run(measure, args.calls, Path(tmp))
