@@ -407,6 +407,8 @@ class GateService(Phase24Harness):
             if record is not None:
                 status = record.status
                 status.grant_id = event.grant_id
+                grant = self.grants.get(event.grant_id)
+                status.grant_args = None if grant is None else grant.args
                 status.state = "GRANTED"
                 status.mode = "LIVE"
                 status.decision = self._granted_decision(record)

@@ -42,6 +42,8 @@ class Grant:
     agent: str
     tool: str
     issued_at: float
+    args: dict[str, Any] = field(default_factory=dict)
+    """Exactly the arguments the grant is for (the operator's edited ones, when edited)."""
     status: GrantStatus = "OUT"
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -130,6 +132,7 @@ class GrantBook:
             agent=action.agent,
             tool=action.tool,
             issued_at=self.clock.monotonic(),
+            args=dict(action.args),
         )
         self._grants[grant.grant_id] = grant
         self.bus.emit(

@@ -15,6 +15,13 @@ mapping is tested on its own. The protocol's defaults when a tool says nothing a
 call whose outcome is unknown, idempotent or not. An override (the gateway's config) may set
 `risk`, `reversible`, `read_only` and `requires_approval`; it can drop an approval only by
 saying `requires_approval = false` itself, never as a side effect of lowering the risk.
+
+Attached to a gate service (`--attach`), the gateway's config is the agent's side, not the
+operator's, so `attached_judgement` lets an override only tighten what the annotations say
+(the higher risk, an approval if either asks for one, read-only only if both say so), and
+declares a tool that needs an approval as HIGH: the service asks an approval for exactly
+its agent-declared HIGH tools. The service keeps its own rules on top: a tool of its own
+catalogue cannot be declared at all, and the first declaration of a tool is fixed.
 """
 
 from __future__ import annotations
@@ -110,6 +117,29 @@ def judge(annotations: Annotations | None, override: ToolOverride | None = None)
     return Judgement(risk, reversible, read_only, approval, source + "; overridden by the config")
 
 
+_RANK = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2}
+
+
+def attached_judgement(annotations: Annotations | None, override: ToolOverride | None = None) -> Judgement:
+    """How a tool is declared to a gate service: the override may only tighten (see the module doc)."""
+    base = judge(annotations)
+    risk, approval, read_only, source = base.risk, base.requires_approval, base.read_only, base.source
+    if (
+        override is not None
+        and (override.risk, override.reversible, override.read_only, override.requires_approval) != (None,) * 4
+    ):
+        o = judge(annotations, override)
+        risk = o.risk if _RANK[o.risk] > _RANK[risk] else risk
+        approval = approval or o.requires_approval
+        read_only = read_only and o.read_only
+        source += "; the config's override applies only where it is stricter (attached)"
+    if approval:
+        risk = RiskLevel.HIGH  # the service asks an approval for its agent-declared HIGH tools only
+    elif risk is RiskLevel.LOW and not read_only:
+        risk = RiskLevel.MEDIUM  # LOW is for read-only tools (the gateway cannot undo an effect)
+    return Judgement(risk, read_only, read_only, approval, source)
+
+
 def contract_for(
     name: str,
     description: str,
@@ -117,13 +147,14 @@ def contract_for(
     override: ToolOverride | None = None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    attached: bool = False,
 ) -> ToolContract:
     """The tool contract of one upstream tool (`name`: the contract name, see `contract_name`).
 
     A combination the contract invariants refuse (HIGH without approval, LOW irreversible,
     read-only irreversible) is a ConfigError naming the tool.
     """
-    j = judge(annotations, override)
+    j = attached_judgement(annotations, override) if attached else judge(annotations, override)
     timeout = override.timeout_s if override is not None and override.timeout_s is not None else timeout_s
     try:
         return ToolContract(

@@ -108,6 +108,10 @@ class ProposalStatus(BaseModel):
     decided: bool = False
     executed_by: Literal["service", "agent"] = "service"
     grant_id: str | None = None
+    grant_args: dict[str, Any] | None = Field(
+        default=None,
+        description="with a grant: exactly the arguments it is for (the operator may have edited them); run these",
+    )
     request_id: str | None = Field(default=None, description="the approval request, when one was needed")
     reason: str = ""
     result: dict[str, Any] | None = None

@@ -8,8 +8,12 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.attached import AttachOptions
 
 DEFAULT_OUT = Path("outputs/phase24/mcp-gateway")
 
@@ -34,20 +38,57 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _attach(args: argparse.Namespace, agent: str) -> AttachOptions:
+    """--attach URL --token-file F; the embedded gate's own options are refused with them."""
+    from gateway.attached import attach_options
+
+    if args.attach is None or args.token_file is None:
+        raise ConfigError("mcp-gateway: --attach URL and --token-file F go together")
+    for given, flag in (
+        (args.out, "--out"),
+        (args.state_dir, "--state-dir"),
+        (args.approve_all or None, "--approve-all"),
+    ):
+        if given is not None:
+            raise ConfigError(
+                f"mcp-gateway: {flag} is the embedded gate's; with --attach the service journals and decides"
+            )
+    return attach_options(args.attach, args.token_file, agent)
+
+
 def add_gateway_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gw = sub.add_parser(
         "mcp-gateway",
         help="an MCP server (stdio) that puts an upstream MCP server's tools behind the gate",
         description="Re-expose an upstream MCP server's tools; every call goes MOCK -> DRY_RUN -> LIVE through "
-        "the embedded gate (deny by default). Stdout is the MCP channel; logs go to stderr.",
+        "the embedded gate (deny by default) or, with --attach, through a running gate service whose operator "
+        "decides. Stdout is the MCP channel; logs go to stderr.",
+    )
+    gw.add_argument(
+        "--attach",
+        metavar="URL",
+        help="join a running `phase24 serve` at URL as one of its agents (its operator approves) instead of "
+        "the embedded gate",
+    )
+    gw.add_argument(
+        "--token-file", type=Path, metavar="F", help="with --attach: a file holding the agent token (`token add`)"
     )
     gw.add_argument("--config", type=Path, metavar="FILE", help="TOML file naming the upstreams (see README)")
     gw.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"journal and outputs (default {DEFAULT_OUT})"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"journal and outputs (default {DEFAULT_OUT}; not with --attach)",
     )
     gw.add_argument("--approve-all", action="store_true", help="grant every approval (demos only; default denies)")
     gw.add_argument("--state-dir", type=Path, default=None, metavar="DIR", help="where the system-wide lock lives")
-    gw.add_argument("--agent", default=None, help="the agent name calls are recorded under (default mcp_agent)")
+    gw.add_argument(
+        "--agent",
+        default=None,
+        help="the agent name calls are recorded under (default: the config's `agent`, else mcp_agent); "
+        "with --attach, the name the agent token was issued for",
+    )
     gw.add_argument("--confidence", type=_unit, default=None, metavar="C", help="default confidence (0.9)")
     gw.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="per-call timeout (default 30)")
     gw.add_argument("upstream", nargs=argparse.REMAINDER, help="-- UPSTREAM_COMMAND [ARGS...]")
@@ -59,7 +100,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from core.mcp_contracts import DEFAULT_CONFIDENCE, DEFAULT_TIMEOUT_S
     from gateway.config import GatewayConfig, command_line_upstream, load_config
     from gateway.embedded import GatewayOptions
-    from gateway.server import serve
+    from gateway.server import serve, serve_attached
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     command = list(args.upstream)
@@ -82,9 +123,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         if not 1 <= len(args.agent) <= 128:
             raise ConfigError("mcp-gateway: --agent: expected a name of 1-128 characters")
         cfg = replace(cfg, agent=args.agent)
-    opts = GatewayOptions(out=args.out, approve_all=args.approve_all, state_dir=args.state_dir)
     try:
-        return anyio.run(serve, cfg, opts)
+        if args.attach is not None or args.token_file is not None:
+            return anyio.run(serve_attached, cfg, _attach(args, cfg.agent))
+        out = DEFAULT_OUT if args.out is None else args.out
+        return anyio.run(serve, cfg, GatewayOptions(out=out, approve_all=args.approve_all, state_dir=args.state_dir))
     except BaseExceptionGroup as group:
         # A failure inside the gateway's task group: report its first cause like any other
         # (one line, the documented exit code), not as a group traceback.

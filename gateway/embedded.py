@@ -20,6 +20,15 @@ from core.canonical import NotCanonical
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.controller import live_threshold
 from core.errors import ConfigError, JournalError
+from core.events import (
+    Event,
+    HealthUpdated,
+    PlanFinished,
+    PlanStarted,
+    SignalEmitted,
+    StateTransition,
+    ToolExecuted,
+)
 from core.harness import RUN_RECORD, Phase24ExecutionConfig, Phase24Harness
 from core.plans import PlannedAction, ToolExecutionPlan
 from core.run_dir_lock import RUN_DIR_LOCK
@@ -78,11 +87,73 @@ class EmbeddedGate:
         return response(result.tool_results[0], outputs, tool.exposed, threshold)
 
 
+_ROUTINE: frozenset[type[Event]] = frozenset(
+    {PlanStarted, StateTransition, ToolExecuted, SignalEmitted, HealthUpdated, PlanFinished}
+)
+"""The events of a call that was allowed and ran without an intent (a read-only call, or one
+held at MOCK / DRY_RUN): nothing in them needs an fsync of its own."""
+
+
+class GatewayHarness(Phase24Harness):
+    """The harness, for a stream of one-call proposals (two costs of a plan run, per call):
+
+    - Health is published at most every `health_min_interval_s` while the session is open
+      (as the gate service does), not after every one-action "plan"; the final one always.
+    - The barrier before a LIVE step without an intent (a read-only tool: no effect to
+      protect) commits the journal without an fsync when nothing since the last barrier but
+      the call's routine events was published; anything else (an approval decided, a lock, a
+      denial...) makes it a durable commit as before. Intents and outcomes are fsynced with
+      their own records regardless (the journal does that), and the next durable commit
+      syncs the read-only calls' records too: a power loss can lose at most the record of
+      the latest read-only calls, never an intent; a process crash loses nothing.
+    """
+
+    _serving = False
+    _health_cache: dict[str, Any] | None = None
+    _health_at = float("-inf")
+    _sync_next = True
+
+    def _emit_health(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        cached = self._health_cache
+        if self._serving and cached is not None and now - self._health_at < self.config.health_min_interval_s:
+            return cached
+        self._health_at = now
+        self._health_cache = super()._emit_health()
+        return self._health_cache
+
+    def _open_durable_state(self) -> None:
+        super()._open_durable_state()
+        journal = self.journal
+        if journal is None:
+            return
+
+        def watch(event: Event) -> None:
+            if type(event) not in _ROUTINE:
+                self._sync_next = True
+
+        async def barrier() -> None:
+            durable, self._sync_next = self._sync_next, False
+            journal.commit(durable=durable)
+
+        self.bus.subscribe(watch)
+        self.bus.replace_barrier(journal.barrier, barrier)
+
+    async def _open_run(self) -> Any:
+        opened = await super()._open_run()
+        self._serving = True
+        return opened
+
+    def _finish_run(self, start: Any, follower: Any, interrupted: bool) -> None:
+        self._serving = False
+        super()._finish_run(start, follower, interrupted)
+
+
 def make_harness(opts: GatewayOptions, registry: ToolContractRegistry, gate: ApprovalGate) -> Phase24Harness:
     """A new run in OUT, or the gateway's earlier run there continued (its PENDING intents
     become UNKNOWN and are never re-sent)."""
     if (opts.out / RUN_RECORD).exists():
-        harness = Phase24Harness.from_interrupted_run(opts.out, gate=gate, registry=registry)
+        harness = GatewayHarness.from_interrupted_run(opts.out, gate=gate, registry=registry)
     else:
         if any(p.name != RUN_DIR_LOCK for p in opts.out.iterdir()):
             raise ConfigError(f"--out {opts.out}: not empty and not a gateway run (no {RUN_RECORD})")
@@ -92,7 +163,7 @@ def make_harness(opts: GatewayOptions, registry: ToolContractRegistry, gate: App
             retry_delay_range_s=(0.0, 0.0),
             durable_journal=opts.durable_journal,
         )
-        harness = Phase24Harness(config, gate=gate, registry=registry)
+        harness = GatewayHarness(config, gate=gate, registry=registry)
     # An MCP call is never retried by the gateway: a timeout ends it (the agent may call again).
     harness.conflict_resolver.max_timeout_retries = 0
     return harness

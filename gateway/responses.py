@@ -26,6 +26,26 @@ def _error(text: str, details: dict[str, Any]) -> types.CallToolResult:
     )
 
 
+def tool_error(text: str, details: dict[str, Any]) -> types.CallToolResult:
+    """A tool error (`isError: true`) with the gate's details under `structuredContent.phase24`."""
+    return _error(text, details)
+
+
+def not_sent(mode: str, text: str, would: dict[str, Any], details: dict[str, Any]) -> types.CallToolResult:
+    """A MOCK or DRY_RUN answer: a normal result marked `[phase24 MODE] NOT SENT`, and (DRY_RUN)
+    exactly what would be sent."""
+    text = text.strip()
+    if mode == "DRY_RUN":
+        text += f" Would send: {json.dumps(would, ensure_ascii=False, sort_keys=True)}"
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=f"[phase24 {mode}] NOT SENT to upstream: {text}")],
+        structured_content={
+            "phase24": {**details, "not_sent": True, **({"would_send": would} if mode == "DRY_RUN" else {})}
+        },
+        is_error=False,
+    )
+
+
 def refused(text: str) -> types.CallToolResult:
     """A call the gateway refused before it reached the core (unknown tool, bad arguments)."""
     return _error(f"phase24 gateway: {text}", {"refused": text})
@@ -90,23 +110,12 @@ def response(
         )
     if state == "COMPLETED" and mode in ("MOCK", "DRY_RUN"):
         step = outputs.get(mode) or {}
-        would = step.get("would_send", {})
-        text = (
-            f"[phase24 {mode}] NOT SENT to upstream: {reason}. "
-            + (
-                f"A LIVE call needs confidence >= {threshold:.2f} (argument `_phase24_confidence`). "
-                if "confidence" in reason
-                else ""
-            )
-            + (f"Would send: {json.dumps(would, ensure_ascii=False, sort_keys=True)}" if mode == "DRY_RUN" else "")
+        hint = (
+            f"A LIVE call needs confidence >= {threshold:.2f} (argument `_phase24_confidence`). "
+            if "confidence" in reason
+            else ""
         )
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text.strip())],
-            structured_content={
-                "phase24": {**details, "not_sent": True, **({"would_send": would} if mode == "DRY_RUN" else {})}
-            },
-            is_error=False,
-        )
+        return not_sent(mode, f"{reason}. {hint}", step.get("would_send", {}), details)
     if state == "LOCKED":
         return _error(f"phase24 gateway: NOT sent to upstream: {_denial(approval, reason)}", details)
     if "upstream unavailable:" in reason:

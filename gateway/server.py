@@ -2,9 +2,9 @@
 
 The MCP side (`GatewayServer`: list the tools, take a call, strip the confidence argument)
 talks to a `ProposalGate`. The default is the embedded gate (gateway/embedded.py: the
-core in this process). Joining a running `phase24 serve` (`--attach URL --token-file F`)
-would be a second `ProposalGate`, a client of that service; it is not shipped yet (see
-README). Stdout is the protocol channel: every log line goes to stderr.
+core in this process); `--attach URL --token-file F` joins a running `phase24 serve`
+instead (gateway/attached.py: the gateway is one of its agents, and the executor of its
+granted calls). Stdout is the protocol channel: every log line goes to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
 
 from console.storage_failure import report_storage_failure
 from core.approval import PolicyGate
@@ -24,9 +23,11 @@ from core.errors import JournalError, Phase24Error
 from core.mcp_contracts import split_confidence
 from core.outputs import write_text_atomic
 from core.run_dir_lock import RunDirLock
+from gateway.attached import AttachOptions, ServiceGate, check_service
 from gateway.config import GatewayConfig
 from gateway.embedded import EmbeddedGate, GatewayOptions, log, make_harness
 from gateway.responses import refused
+from gateway.stdio import gateway_stdio
 from gateway.tools import GatewayTool, Mailbox, binding_for, gateway_tools
 from gateway.upstream import Upstream
 
@@ -76,6 +77,41 @@ def _record(cfg: GatewayConfig, opts: GatewayOptions, tools: list[GatewayTool]) 
     )
 
 
+def _server(gateway: GatewayServer) -> Server[Any]:
+    return Server("phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool)
+
+
+async def serve_attached(cfg: GatewayConfig, attach: AttachOptions) -> int:
+    """Run the gateway as an agent of a gate service until the client closes stdin (0), or 2 on
+    bad setup (the service unreachable, a refused token, an upstream that does not start)."""
+    try:
+        await check_service(attach)
+    except Phase24Error as exc:
+        log(str(exc))
+        return 2
+    async with anyio.create_task_group() as tg:
+        upstreams = [Upstream(spec) for spec in cfg.upstreams]
+        try:
+            for upstream in upstreams:
+                await upstream.start(tg)
+            tools = gateway_tools(upstreams, attached=True)
+        except Phase24Error as exc:
+            log(str(exc))
+            tg.cancel_scope.cancel()
+            return 2
+        log(f"{len(tools)} tools from {len(upstreams)} upstream(s); attached to {attach.url} as agent {attach.agent!r}")
+        gate = ServiceGate(attach, cfg.max_result_bytes)
+        server = _server(GatewayServer(tools, gate))
+        try:
+            async with gateway_stdio() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+        finally:
+            await gate.aclose()
+            for upstream in upstreams:
+                upstream.close()
+    return 0
+
+
 async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
     """Run the gateway until the client closes stdin. 0 when it ended normally, 2 on bad setup."""
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +138,7 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                 log("--approve-all: every approval is granted (demos only)")
             log(f"{len(tools)} tools from {len(upstreams)} upstream(s); journal and outputs in {opts.out}")
             gateway = GatewayServer(tools, EmbeddedGate(harness, mailbox, cfg.agent))
-            server: Server[Any] = Server(
-                "phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool
-            )
+            server = _server(gateway)
             failure: BaseException | None = None
             try:
                 async with harness.proposal_session():
@@ -113,7 +147,7 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
                             f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
                             f"gateway stopped during them); never sent again: check upstream. See {opts.out}"
                         )
-                    async with stdio_server() as (read_stream, write_stream):
+                    async with gateway_stdio() as (read_stream, write_stream):
                         await server.run(read_stream, write_stream, server.create_initialization_options())
             except (OSError, JournalError) as exc:
                 failure = exc

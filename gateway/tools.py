@@ -22,6 +22,7 @@ from core.mcp_contracts import (
     CONFIDENCE_ARG,
     Annotations,
     ToolOverride,
+    attached_judgement,
     contract_for,
     contract_name,
     judge,
@@ -83,8 +84,10 @@ def annotations_of(tool: types.Tool) -> Annotations | None:
     )
 
 
-def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
-    """Every upstream tool with its exposed name and contract; duplicate exposed names are refused."""
+def gateway_tools(upstreams: list[Upstream], *, attached: bool = False) -> list[GatewayTool]:
+    """Every upstream tool with its exposed name and contract; duplicate exposed names are refused.
+
+    `attached`: the contracts declared to a gate service (an override may only tighten them)."""
     tools: list[GatewayTool] = []
     exposed: set[str] = set()
     taken: set[str] = set()
@@ -113,6 +116,7 @@ def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
                 annotations,
                 override,
                 timeout_s=spec.timeout_s,
+                attached=attached,
             )
             if contract.compensable:
                 raise ConfigError(
@@ -120,7 +124,8 @@ def gateway_tools(upstreams: list[Upstream]) -> list[GatewayTool]:
                     "cannot undo an upstream call (set read_only = true, or leave it irreversible)"
                 )
             confidence = override.confidence if override.confidence is not None else spec.confidence
-            tools.append(GatewayTool(name, upstream, tool, contract, confidence, judge(annotations, override).source))
+            judged = attached_judgement(annotations, override) if attached else judge(annotations, override)
+            tools.append(GatewayTool(name, upstream, tool, contract, confidence, judged.source))
     return tools
 
 
@@ -162,7 +167,7 @@ class _Step:
             # recorded for a call that could not be sent. No tool is called.
             try:
                 if self.tool.upstream.session is None:
-                    await self.tool.upstream.connected()
+                    await self.tool.upstream.connected(self.tool.contract.timeout_seconds / 2)
             except UpstreamDown as exc:
                 raise EffectNotApplied(f"upstream unavailable: {exc}") from None
         if self.mode != "LIVE":

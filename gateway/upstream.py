@@ -45,7 +45,9 @@ class Upstream:
         self.restarts = 0
         self._stop = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._restarting = anyio.Lock()
+        self._starting: anyio.Event | None = None
+        self._restart_error = ""
+        self._down_since: str | None = None
         self._last_start = float("-inf")
 
     def _where(self) -> str:
@@ -105,29 +107,45 @@ class Upstream:
         self.down_reason = f"upstream {self.spec.name!r} is down: {why}"
         print(f"phase24 mcp-gateway: {self.down_reason}", file=sys.stderr, flush=True)
 
-    async def connected(self) -> ClientSession:
+    async def connected(self, wait_s: float | None = None) -> ClientSession:
         """The session, starting the upstream again if it went down (at most every RESTART_INTERVAL_S).
 
-        Raises UpstreamDown when there is none: nothing was sent."""
-        async with self._restarting:
-            if self.session is not None:
-                return self.session
+        The start runs in the gateway's task group, not in the caller: a caller that gives up
+        (`wait_s`, or its own timeout) leaves it running, so a slow upstream still comes back
+        for the next call. Raises UpstreamDown when there is no session yet: nothing was sent."""
+        if self.session is not None:
+            return self.session
+        starting = self._starting
+        if starting is None:
             waited = anyio.current_time() - self._last_start
             if self._tg is None or waited < RESTART_INTERVAL_S:
                 raise UpstreamDown(
                     f"{self.down_reason or self._where() + ' is not connected'}; "
                     f"it is started again at most every {RESTART_INTERVAL_S:g}s"
                 )
-            reason = self.down_reason
-            try:
-                await self.start(self._tg)
-            except Phase24Error as exc:
-                self.down_reason = str(exc)
-                raise UpstreamDown(f"{reason}; starting it again failed: {exc}") from None
+            starting = self._starting = anyio.Event()
+            self._tg.start_soon(self._restart, starting, self.down_reason)
+        with anyio.move_on_after(wait_s):
+            await starting.wait()
+        if self.session is None:
+            why = self._restart_error if starting.is_set() else "it is being started again"
+            raise UpstreamDown(f"{self._down_since or self._where() + ' is not connected'}; {why}")
+        return self.session
+
+    async def _restart(self, done: anyio.Event, reason: str | None) -> None:
+        self._down_since = reason
+        try:
+            assert self._tg is not None
+            await self.start(self._tg)
+        except Phase24Error as exc:
+            self.down_reason = str(exc)
+            self._restart_error = f"starting it again failed: {exc}"
+        else:
             self.restarts += 1
             print(f"phase24 mcp-gateway: upstream {self.spec.name!r} started again", file=sys.stderr, flush=True)
-            assert self.session is not None
-            return self.session
+        finally:
+            self._starting = None
+            done.set()
 
     @staticmethod
     async def _list_all(session: ClientSession) -> list[types.Tool]:

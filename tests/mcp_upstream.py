@@ -9,12 +9,14 @@ Tools:
 - `huge` (readOnlyHint): answers `size` bytes of text.
 
 Every effect is one line appended (and fsynced) to the file named by $MCP_UPSTREAM_EFFECTS,
-so a test counts exactly how many times upstream really acted.
+so a test counts exactly how many times upstream really acted. With $MCP_UPSTREAM_CALLS set,
+every call's name and exact arguments are appended there too, one JSON line each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -94,6 +96,10 @@ async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> t
 async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
     args = params.arguments or {}
     name = params.name
+    calls = os.environ.get("MCP_UPSTREAM_CALLS")
+    if calls:
+        with open(calls, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"tool": name, "arguments": args}, sort_keys=True) + "\n")
     if name == "lookup":
         return _text(f"value of {args.get('key')}")
     if name == "delete_record":

@@ -108,3 +108,24 @@ def test_core_does_not_import_the_mcp_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_attached_an_override_only_tightens_and_an_approval_is_declared_high() -> None:
+    from core.mcp_contracts import attached_judgement
+
+    # what the annotations say stays the floor: the agent-side config cannot lower it
+    lowered = attached_judgement(None, ToolOverride(risk=RiskLevel.LOW, read_only=True, requires_approval=False))
+    assert (lowered.risk, lowered.requires_approval, lowered.read_only) == (RiskLevel.HIGH, True, False)
+    # a MEDIUM tool that needs an approval is declared HIGH: the service asks for HIGH only
+    additive = attached_judgement(Annotations(destructive=False))
+    assert (additive.risk, additive.requires_approval) == (RiskLevel.HIGH, True)
+    closed = attached_judgement(Annotations(destructive=False, open_world=False))
+    assert (closed.risk, closed.requires_approval, closed.reversible) == (RiskLevel.MEDIUM, False, False)
+    read_only = attached_judgement(Annotations(read_only=True))
+    assert (read_only.risk, read_only.reversible, read_only.read_only) == (RiskLevel.LOW, True, True)
+    # tightening applies
+    pinned = attached_judgement(Annotations(read_only=True), ToolOverride(risk=RiskLevel.HIGH, read_only=False))
+    assert (pinned.risk, pinned.requires_approval, pinned.read_only) == (RiskLevel.HIGH, True, False)
+    assert "stricter" in pinned.source
+    c = contract_for("act", "", Annotations(read_only=True), ToolOverride(requires_approval=True), attached=True)
+    assert (c.risk_level, c.requires_approval) == (RiskLevel.HIGH, True)
