@@ -19,7 +19,7 @@ from core.approval import ApprovalGate, canonical_action_hash
 from core.canonical import NotCanonical
 from core.contracts import ExecutionMode, ToolContractRegistry
 from core.controller import live_threshold
-from core.errors import ConfigError, JournalError
+from core.errors import ConfigError, JournalError, Phase24Error
 from core.events import (
     Event,
     HealthUpdated,
@@ -132,12 +132,23 @@ class GatewayHarness(Phase24Harness):
             if type(event) not in _ROUTINE:
                 self._sync_next = True
 
-        async def barrier() -> None:
-            durable, self._sync_next = self._sync_next, False
-            journal.commit(durable=durable)
-
         self.bus.subscribe(watch)
-        self.bus.replace_barrier(journal.barrier, barrier)
+
+    def _commit_durably(self) -> None:
+        """The group commit every barrier awaits: fsynced unless only routine events of
+        read-only calls came since the last one (then committed, and synced by the next)."""
+        durable, self._sync_next = self._sync_next, False
+        journal = self.journal
+        if durable or journal is None or not self._journal_live:
+            super()._commit_durably()
+            return
+        try:
+            if self.writer is not None:
+                self.writer.flush()
+            journal.commit(durable=False)
+        except (OSError, Phase24Error) as exc:
+            self._commit_failed(exc)
+            raise
 
     async def _open_run(self) -> Any:
         opened = await super()._open_run()

@@ -129,3 +129,10 @@ def checked(status: int, content: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GateHttpError(status, "the answer is not a JSON object")
     return data
+
+
+def granted_args(status: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a LIVE grant is for: the operator's edit when there was one (the approval
+    binds to its hash), else the proposed ones."""
+    granted = status.get("grant_args")
+    return dict(granted) if isinstance(granted, dict) else args

@@ -20,6 +20,7 @@ from phase24_sdk.calls import (
     dumps,
     failure_body,
     gated_tool,
+    granted_args,
     outcome_body,
     proposal_body,
 )
@@ -192,7 +193,7 @@ class Gate:
             await self.report(grant_id, False, error="the caller gave no function to run")
             raise ValueError(f"{tool} was granted LIVE but no function was given to run it")
         try:
-            value = fn(**args)
+            value = fn(**granted_args(status, args))
             if asyncio.iscoroutine(value):
                 value = await value
         except Exception as exc:

@@ -17,6 +17,7 @@ from phase24_sdk.calls import (
     checked,
     dumps,
     failure_body,
+    granted_args,
     outcome_body,
     proposal_body,
 )
@@ -176,7 +177,7 @@ class SyncGate:
             self.report(grant_id, False, error="the caller gave no function to run")
             raise ValueError(f"{tool} was granted LIVE but no function was given to run it")
         try:
-            value = fn(**args)
+            value = fn(**granted_args(status, args))
         except Exception as exc:
             self.report(grant_id, **failure_body(exc))
             raise

@@ -158,3 +158,26 @@ def test_a_proposal_can_wait_for_its_decision_in_the_same_request(tmp_path: Path
         with service.client(service.operator) as http:
             assert http.get("/v1/state").json()["proposals"] == 3  # the refused waits journaled nothing
         assert service.stop()[0] == 0
+
+
+def test_an_operator_edit_is_what_the_sdk_runs(tmp_path: Path) -> None:
+    ran.clear()
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        token = add_token(out, "agent", "bot")
+
+        def edit() -> None:
+            request = service.wait_for_request(service.operator, "wire_money")
+            with service.client(service.operator) as http:
+                http.post(
+                    f"/v1/approvals/{request['request_id']}",
+                    json={"decision": "approve", "edited_args": {"amount": 2}, "args_fully_visible": True},
+                )
+
+        editor = threading.Thread(target=edit)
+        editor.start()
+        with connect_sync(service.url, token, agent="bot") as gate:
+            result = gate.invoke(wire_money, 0.95, amount=500)
+        editor.join()
+        assert (result.ran, result.decision) == (True, "approved")
+        assert ran == ["wire 2"]  # the approved (edited) arguments, never the proposed 500
