@@ -167,7 +167,6 @@ class GateService(Phase24Harness):
         self._health_cache = super()._emit_health()
         return self._health_cache
 
-
     # -- intake -----------------------------------------------------------------------
 
     async def submit(self, proposal: ProposalIn) -> ProposalAccepted:
