@@ -12,6 +12,8 @@ STORAGE_FAILED = 4
 INTERRUPTED = 5
 LOCKED = 6
 PARTIAL = 7
+SEAT_TAKEN = 8
+"""`console --attach`: another operator console holds the operator seat."""
 
 BY_RUN_STATUS = {
     "SUCCEEDED": OK,

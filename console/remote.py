@@ -50,7 +50,7 @@ from core.inert import inert
 RECONNECT_TRIES = 20
 RECONNECT_DELAY_S = 0.5
 SEAT_HEADER = "X-Phase24-Seat"
-SEAT_TAKEN = 8
+SEAT_TAKEN = exit_codes.SEAT_TAKEN
 """Exit code of `console --attach` when another console holds the operator seat."""
 
 

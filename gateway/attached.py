@@ -31,7 +31,7 @@ from gateway.responses import NO_RETRY, not_sent, tool_error
 from gateway.tools import GatewayTool
 from gateway.upstream import UpstreamDown
 from phase24_sdk import Contract, Gate
-from phase24_sdk.errors import GateHttpError
+from phase24_sdk.errors import GateConnectionError, GateHttpError
 
 _AGENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 PREVIEW_CHARS = 2000
@@ -122,11 +122,11 @@ class ServiceGate:
             proposal_id = await self.gate.propose(
                 name, arguments, confidence, action_id=f"mcp-{uuid.uuid4().hex}", contract=_contract(tool)
             )
-        except (GateHttpError, httpx.HTTPError) as exc:
+        except (GateHttpError, GateConnectionError, httpx.HTTPError) as exc:
             return self._unreachable(tool, "the proposal", exc)
         try:
             status = await self.gate.wait(proposal_id)
-        except (GateHttpError, httpx.HTTPError) as exc:
+        except (GateHttpError, GateConnectionError, httpx.HTTPError) as exc:
             return self._unreachable(tool, f"the decision of {proposal_id}", exc)
         details: dict[str, Any] = {
             "proposal_id": proposal_id,
@@ -175,7 +175,7 @@ class ServiceGate:
         outcome = {"upstream_is_error": bool(result.is_error), "result_bytes": size, "text": _preview(result)}
         try:
             final = await self.gate.report(grant_id, True, outcome)
-        except (GateHttpError, httpx.HTTPError) as exc:
+        except (GateHttpError, GateConnectionError, httpx.HTTPError) as exc:
             why = str(exc) if isinstance(exc, GateHttpError) else f"{type(exc).__name__}: {exc}"
             _log(f"{tool.exposed}: upstream acted, but its outcome could not be reported: {why}")
             return tool_error(
@@ -195,7 +195,7 @@ class ServiceGate:
     async def _report(self, grant_id: str, ok: bool, result: dict[str, Any] | None, error: str | None) -> None:
         try:
             await self.gate.report(grant_id, ok, result, error)
-        except (GateHttpError, httpx.HTTPError) as exc:
+        except (GateHttpError, GateConnectionError, httpx.HTTPError) as exc:
             _log(f"grant {grant_id}: the outcome could not be reported: {exc}")
 
 
