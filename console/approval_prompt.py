@@ -14,6 +14,7 @@ Safety rules this screen enforces (README "Using the console"):
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import time
@@ -54,6 +55,10 @@ KEYS_TOO_SMALL = Content.from_markup(
 # The dialog's rows around its parts: the border (2), the countdown (1) and the args box border (2).
 FRAME_ROWS = 5
 MIN_ARGS_ROWS = 3  # a scrollable view smaller than this is not a view
+# The arguments box keeps at least this many rows when the terminal has them, so that one
+# request after another (most tool calls have fewer rows of arguments) the prompt keeps its
+# size and place: filling it then repaints its text, without laying out the screen again.
+STEADY_ARGS_ROWS = 8
 MIN_DIALOG_WIDTH = 44
 
 
@@ -101,8 +106,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     """The prompt for one HIGH-risk LIVE escalation.
 
     The console composes one prompt at start-up and fills it for each request
-    (`show_request`). Dismisses with None when the request was settled elsewhere (timeout,
-    lock, quit).
+    (`show_request`, which returns the future of its answer). An answer with another request
+    waiting (`stay_up`) leaves the prompt on screen for the console to fill with that one:
+    no pop to the main screen and push back, so the next request is on screen after a
+    repaint of the prompt alone. Otherwise the prompt dismisses itself. The answer is None
+    when the request was settled elsewhere (timeout, lock, quit).
     """
 
     AUTO_FOCUS = ""  # no widget takes the keys when the prompt appears
@@ -129,6 +137,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         waiting: Callable[[], int] = lambda: 1,
         is_pending: Callable[[str], bool] = lambda request_id: True,
         on_shown: Callable[[str], None] = lambda request_id: None,
+        stay_up: Callable[[], bool] = lambda: False,
         arm_delay: float = DEFAULT_ARM_DELAY_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,11 +146,15 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.waiting = waiting
         self.is_pending = is_pending
         self.on_shown = on_shown
+        self.stay_up = stay_up
         self.arm_delay = arm_delay
         self.monotonic = monotonic
         self.request: ApprovalRequest | None = None
         self.settled = True  # nothing to answer until a request is shown
         self._settle_on_resume: str | None = None  # a request settled while another screen was on top
+        self._close_on_resume = False  # closed (nothing left to ask) while another screen was on top
+        self._styled_css = -1  # the app's CSS version the prompt's styles were computed with
+        self._answer: asyncio.Future[ApprovalDecision | None] | None = None
         self._filled_id: str | None = None  # the request the widgets show
         self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
         self.armed = False
@@ -166,10 +179,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         yield StatusBar(id="prompt-status-bar")
         with Vertical(id="approval-dialog"):
             yield Readout("", id="approval-head")
-            yield Static(id="approval-details")
+            # Readouts: a new request's text is laid out only if it takes other rows.
+            yield Readout("", id="approval-details")
             # Not focusable: its keys are the prompt's own bindings (so what was seen is known).
             with VerticalScroll(id="approval-args", can_focus=False):
-                yield Static(id="approval-args-text")
+                yield Readout("", id="approval-args-text")
             yield Static(id="approval-edited")
             yield Static(id="approval-too-small")
             yield Readout("", id="approval-countdown")
@@ -177,14 +191,20 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             yield Static(KEYS_CONTENT, id="approval-keys")
 
     def on_mount(self) -> None:
+        self._styled_css = self.app._css_update_count  # mounting computed every widget's styles
         if self.request is not None:
             self._fill(self.request)
         self.set_interval(0.25, self._tick)
 
     # -- filling ----------------------------------------------------------------------
 
-    def show_request(self, request: ApprovalRequest) -> None:
-        """Make the prompt ask about `request` (called while the prompt is not on screen)."""
+    def show_request(self, request: ApprovalRequest) -> asyncio.Future[ApprovalDecision | None]:
+        """Make the prompt ask about `request`, before it goes on screen or, after an answer
+        that left it up (`stay_up`), on screen. Returns the future of the answer."""
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)  # replaced unanswered: whoever waits gets no answer
+        self._answer = asyncio.get_running_loop().create_future()
+        self._close_on_resume = False
         self.request = request
         self.settled = False
         self._settle_on_resume = None
@@ -193,29 +213,37 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.shown_id = None
         if self.is_mounted:
             self._fill(request)
+        return self._answer
 
     def _fill(self, request: ApprovalRequest) -> None:
+        # Each widget is touched only where it changes: on screen (a request that waited for
+        # the one before it) only the texts are repainted, as long as nothing changes size.
         details = request_details(request)
         self._details_plain = details.plain
-        self.query_one("#approval-details", Static).update(details)
+        self.query_one("#approval-details", Readout).show(details)
         self._show_args(request.args, "")
         reason = self.query_one("#deny-reason", Input)
-        reason.value = ""
-        reason.display = False
+        if reason.value:
+            reason.value = ""
+        if reason.display:
+            reason.display = False
         self.set_focus(None)  # nothing of the previous request keeps the keys
         self._filled_id = request.request_id
         self._seen_bottom = False
         self._arrange()
-        self.query_one("#approval-args", VerticalScroll).scroll_home(animate=False, immediate=True)
+        box = self.query_one("#approval-args", VerticalScroll)
+        if box.scroll_y:
+            box.scroll_home(animate=False, immediate=True)
         self._tick()
 
     def _show_args(self, args: dict[str, Any], diff: str) -> None:
         """The arguments on show and, for an edit, its diff against the agent's."""
         self._args_plain = inert_json(args, 20_000)
         self._diff_plain = diff
-        self.query_one("#approval-args-text", Static).update(Text(self._args_plain))
+        self.query_one("#approval-args-text", Readout).show(Text(self._args_plain))
         box = self.query_one("#approval-edited", Static)
-        box.display = bool(diff)
+        if box.display != bool(diff):
+            box.display = bool(diff)
         if diff:
             box.update(Text("approving runs YOUR edit:\n" + diff, style="yellow"))
 
@@ -251,10 +279,15 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             box.display = self.fits
             # Not approvable here: show only what says so and the keys that still work.
             self.query_one("#approval-details", Static).display = self.fits
-        rows = max(MIN_ARGS_ROWS, room) + 2
+        # Its height is set (not left to its text): the same for every request whose arguments
+        # take at most STEADY_ARGS_ROWS rows, so the prompt does not change size between them.
+        if args_rows <= room:
+            rows = min(room, max(args_rows, STEADY_ARGS_ROWS)) + 2
+        else:
+            rows = max(MIN_ARGS_ROWS, room) + 2  # a view that scrolls
         if self._args_rows != rows:
             self._args_rows = rows
-            box.styles.max_height = rows
+            box.styles.height = rows
         too_small = self.query_one("#approval-too-small", Static)
         if too_small.display == self.fits:
             too_small.display = not self.fits
@@ -366,15 +399,39 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         else:
             self._settle_on_resume = request_id
 
-    def on_screen_resume(self) -> None:
-        if self.request is not None and self._settle_on_resume == self.request.request_id:
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Runs before Screen's own handler, which restyles every widget of a screen pushed on
+        # top (Textual 8.2.8, pinned): a third of the time the prompt took to appear. The
+        # prompt's styles go stale only when the app's CSS changes (a theme), so restyle then.
+        css = self.app._css_update_count
+        if self._styled_css == css:
+            event.refresh_styles = False
+        self._styled_css = css
+        if self._close_on_resume:
+            self.close()
+        elif self.request is not None and self._settle_on_resume == self.request.request_id:
             self.finish(None)
 
     def finish(self, decision: ApprovalDecision | None) -> None:
         if self.settled:
             return
         self.settled = True
-        self.dismiss(decision)
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(decision)
+        if not (self.is_current and self.stay_up()):
+            self.dismiss(decision)
+
+    def close(self) -> None:
+        """Leave the screen, answered (it stayed up for a request that was settled before the
+        console could show it). Only the top screen may be dismissed (Textual pops the top one)."""
+        self._close_on_resume = False
+        if not self.settled or self not in self.app.screen_stack:
+            return
+        if self.is_current:
+            self.dismiss(None)
+        else:
+            self._close_on_resume = True
 
     # -- what was seen ----------------------------------------------------------------
 
