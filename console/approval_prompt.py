@@ -30,6 +30,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.geometry import Size
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from console.edit_args import EditArgsModal
@@ -170,6 +171,9 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._args_plain = ""
         self._diff_plain = ""
         self._keys_shown: Content = KEYS_CONTENT
+        self._args_text_rows: int | None = None  # the arguments text's set height (None: its own)
+        self._head_shown: Text | None = None
+        self._countdown_shown: Text | None = None
         if request is not None:
             self.show_request(request)
 
@@ -235,6 +239,24 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         if box.scroll_y:
             box.scroll_home(animate=False, immediate=True)
         self._tick()
+        self._draw_now()
+
+    def _draw_now(self) -> None:
+        """On screen, with nothing that changes size: draw the changed text in this call.
+
+        Otherwise Textual draws it on the screen's next update tick (up to 1/60 s after the
+        last frame, once every widget has told the screen what changed). With nothing to lay
+        out, the regions each widget marked dirty are all there is to draw. Textual 8.2.8
+        internals (pinned); a layout, a restyle to come or a batch leaves it to Textual.
+        """
+        app = self.app
+        if not self.is_current or app._batch_count or self._layout_required or self._layout_widgets:
+            return
+        widgets = set(self.query(Widget))
+        if any(widget._layout_required or widget._refresh_styles_required for widget in widgets):
+            return
+        self._compositor.update_widgets(widgets)
+        self._compositor_refresh()
 
     def _show_args(self, args: dict[str, Any], diff: str) -> None:
         """The arguments on show and, for an edit, its diff against the agent's."""
@@ -281,13 +303,24 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             self.query_one("#approval-details", Static).display = self.fits
         # Its height is set (not left to its text): the same for every request whose arguments
         # take at most STEADY_ARGS_ROWS rows, so the prompt does not change size between them.
+        text_rows: int | None = None
         if args_rows <= room:
-            rows = min(room, max(args_rows, STEADY_ARGS_ROWS)) + 2
+            rows = min(room, max(args_rows, STEADY_ARGS_ROWS))
+            # The text gets the box's height too (a new text then needs no layout), when
+            # Textual's own wrapping at the width it has now says it fits. After a resize, or
+            # before it was laid out, it takes its own height (and the box scrolls if need be).
+            text = self.query_one("#approval-args-text", Readout)
+            text_width = text.content_size.width
+            if size is None and text_width > 0 and text.get_content_height(Size(0, 0), Size(0, 0), text_width) <= rows:
+                text_rows = rows
         else:
-            rows = max(MIN_ARGS_ROWS, room) + 2  # a view that scrolls
-        if self._args_rows != rows:
-            self._args_rows = rows
-            box.styles.height = rows
+            rows = max(MIN_ARGS_ROWS, room)  # a view that scrolls
+        if self._args_rows != rows + 2:
+            self._args_rows = rows + 2
+            box.styles.height = rows + 2
+        if self._args_text_rows != text_rows:
+            self._args_text_rows = text_rows
+            self.query_one("#approval-args-text", Readout).styles.height = "auto" if text_rows is None else text_rows
         too_small = self.query_one("#approval-too-small", Static)
         if too_small.display == self.fits:
             too_small.display = not self.fits
@@ -307,6 +340,8 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         if self._keys_shown is not content:
             self._keys_shown = content
             keys.update(content)
+        # Dimmed until armed (CSS text-opacity): Textual restyles a node when its classes
+        # change, in this call, so the frame that shows a new request shows its keys dimmed.
         keys.set_class(self.fits and not self.armed, "-unarmed")
 
     # -- showing and arming -----------------------------------------------------------
@@ -381,14 +416,18 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         head.append(f"  request 1 of {waiting} waiting", style="bold magenta" if waiting > 1 else "")
         if self.edited_args is not None:
             head.append("  EDITED by you", style="bold reverse yellow")
-        self.query_one("#approval-head", Readout).show(head)
+        if head != self._head_shown:  # a repaint (and a frame) only when it changes
+            self._head_shown = head
+            self.query_one("#approval-head", Readout).show(head)
         left = self.seconds_left()
         countdown = Text(
             f"no answer in {left:4.0f}s = EXPIRED (denied)", style="bold red" if left < 10 else "bold yellow"
         )
         if not self.armed and self.fits:
             countdown.append("   keys armed in a moment: wait, do not hold a key", style="dim")
-        self.query_one("#approval-countdown", Readout).show(countdown)
+        if countdown != self._countdown_shown:
+            self._countdown_shown = countdown
+            self.query_one("#approval-countdown", Readout).show(countdown)
 
     def settle_elsewhere(self, request_id: str) -> None:
         """The core settled `request_id` (timeout, lock, quit): close without answering, if shown."""
