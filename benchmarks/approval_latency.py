@@ -18,6 +18,10 @@ Timestamps (`time.perf_counter()`, one process):
 - ready: when the request could be shown, the later of its request and the answer to the
   prompt before it (the prompt shows one request at a time). Not the previous prompt's
   dismissal: with requests waiting, the prompt stays up and is filled with the next one;
+- prompt composed: `ApprovalModal.on_mount` (the console composes its one prompt off screen
+  after its first frame). The first request of a run comes ~0.4 s after the app starts,
+  usually before that: its time includes the console's own start-up (composing the prompt
+  while the main screen lays out its first events). Reported apart as well, not as a bar;
 - `y`: right before `app.post_message(events.Key("y", "y"))`;
 - decided: a bus subscriber sees ApprovalDecided (core thread);
 - LIVE: a bus subscriber sees the StateTransition to LIVE for that action (core thread).
@@ -55,6 +59,7 @@ class Times:
         self.answered: list[float] = []
         self.on_screen: dict[str, float] = {}
         self.unseen_frames = 0  # a request marked shown in a call that gave App._display nothing
+        self.prompt_composed: float | None = None
         self.y: dict[str, float] = {}
         self.decided: dict[str, float] = {}
         self.approved: dict[str, bool] = {}
@@ -71,6 +76,12 @@ def _wrap_modal() -> None:
         return
     original_show, original_finish = ApprovalModal.show_request, ApprovalModal.finish
     original_refresh = ApprovalModal._compositor_refresh
+    original_mount = ApprovalModal.on_mount
+
+    def on_mount(self: Any) -> None:
+        if _current is not None and _current.prompt_composed is None:
+            _current.prompt_composed = time.perf_counter()
+        original_mount(self)
 
     def show_request(self: Any, request: Any) -> Any:
         answer = original_show(self, request)
@@ -96,6 +107,7 @@ def _wrap_modal() -> None:
     ApprovalModal.show_request = show_request  # type: ignore[method-assign]
     ApprovalModal.finish = finish  # type: ignore[method-assign]
     ApprovalModal._compositor_refresh = _compositor_refresh  # type: ignore[method-assign]
+    ApprovalModal.on_mount = on_mount  # type: ignore[method-assign]
 
 
 _displayed = [0]  # App._display calls with a renderable for the prompt
@@ -177,6 +189,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
     to_filled: list[float] = []
     to_screen: list[float] = []
     to_screen_first: list[float] = []
+    to_screen_started: list[float] = []
     to_decided: list[float] = []
     to_live: list[float] = []
     requests = 0
@@ -199,6 +212,8 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
                 before = [d for d in times.answered if d < shown]
                 ready = max(t_req, before[-1]) if before else t_req
                 to_screen_first.append((shown - ready) * 1000)
+                if times.prompt_composed is not None and t_req > times.prompt_composed:
+                    to_screen_started.append((shown - ready) * 1000)
             t_y = times.y.get(request_id)
             if t_y is None:
                 continue
@@ -224,6 +239,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         "request_to_prompt_filled": stats(to_filled),
         "request_to_modal_on_screen": stats(to_screen),
         "ready_to_modal_on_screen": stats(to_screen_first),
+        "ready_to_modal_on_screen_console_started": stats(to_screen_started),
         "y_to_decided_in_core": stats(to_decided),
         "y_to_live_started": stats(to_live),
     }
@@ -250,6 +266,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     result = measure(1 if quick else RUNS)
     screen, live = result["request_to_modal_on_screen"], result["y_to_live_started"]
     ready, decided = result["ready_to_modal_on_screen"], result["y_to_decided_in_core"]
+    started = result["ready_to_modal_on_screen_console_started"]
     bars = [
         bar(
             NAME,
@@ -264,6 +281,13 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"{ready['p50_ms']} / {ready['p95_ms']} / {ready['max_ms']} ms",
             "p95 <= 20 ms",
             ready["n"] > 0 and ready["p95_ms"] <= BAR_MS,
+        ),
+        bar(
+            NAME,
+            f"  same, requests made once the console had started (n={started['n']}; not a bar)",
+            f"{started['p50_ms']} / {started['p95_ms']} / {started['max_ms']} ms",
+            "(reported)",
+            None,
         ),
         bar(
             NAME,
