@@ -24,7 +24,7 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
@@ -250,7 +250,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         internals (pinned); a layout, a restyle to come or a batch leaves it to Textual.
         """
         app = self.app
-        if not self.is_current or app._batch_count or self._layout_required or self._layout_widgets:
+        if not self._on_top() or app._batch_count or self._layout_required or self._layout_widgets:
             return
         widgets = set(self.query(Widget))
         if any(widget._layout_required or widget._refresh_styles_required for widget in widgets):
@@ -349,17 +349,24 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     def _compositor_refresh(self) -> None:
         # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
         # current request's prompt has gone out, its countdown starts and the arming delay runs.
+        # Only as the top screen (Textual also draws a screen that another one covers).
         super()._compositor_refresh()
         request = self.request
         if (
             request is not None
-            and self.is_current
+            and self._on_top()
             and self._filled_id == request.request_id
             and self.shown_id != request.request_id
         ):
             self.shown_id = request.request_id
             self.on_shown(request.request_id)
             self._restart_arming()
+
+    def _on_top(self) -> bool:
+        try:
+            return self.app.screen is self
+        except ScreenStackError:  # no screen at all (the app is closing)
+            return False
 
     def _restart_arming(self) -> None:
         self.armed = False
