@@ -229,19 +229,6 @@ class OperatorConsole(App[int]):
         if not self.approval_prompt.is_running:
             self._get_screen(self.approval_prompt)
 
-    @property
-    def _background_screens(self) -> list[Screen[object]]:
-        # Textual 8.2.8 (pinned) counts the screen under the top one as visible whatever the
-        # top one's background, so while the approval prompt is up every tick still laid out
-        # the main screen and had the prompt repaint the regions that changed under it (and a
-        # request arriving meanwhile waited for that). The prompt is opaque: nothing shows
-        # through it. The main screen catches up (layout, repaint) when it is shown again.
-        stack = self._screen_stack
-        top = stack[-1] if stack else None
-        if isinstance(top, ApprovalModal) and top.styles.background.a == 1:
-            return []
-        return super()._background_screens
-
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
         self._unsubscribe()  # the harness may outlive the app (tests, resume)
