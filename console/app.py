@@ -68,6 +68,7 @@ PANES = (
     ("signals", "Learning signals"),
 )
 DRAIN_PER_TICK = 25_000
+PROMPT_LINGER_S = 0.08  # an answered prompt with no request waiting closes this much later
 SWITCH_INTERVAL_S = 0.001
 NARROW_WIDTH = 120
 NARROW_HEIGHT = 36
@@ -383,9 +384,10 @@ class OperatorConsole(App[int]):
         return set() if self._quit_requested else {r.request_id for r in self.gate.pending}
 
     def _approval_waiting(self) -> bool:
-        """A request that still waits for an answer is queued for the prompt."""
-        pending = self._still_pending()
-        return any(r.request_id in pending for r in self._approvals)
+        """The prompt stays up after an answer (the approval loop fills it with the next request
+        or, after PROMPT_LINGER_S with none, closes it): only for a request it put on the prompt,
+        and not once the operator quit."""
+        return self.current_modal is not None and not self._quit_requested
 
     def _next_approval(self) -> ApprovalRequest | None:
         """The oldest queued request that still waits for an answer; settled ones are dropped."""
@@ -404,8 +406,18 @@ class OperatorConsole(App[int]):
         while True:
             request = self._next_approval()
             if request is None:
-                modal.close()  # it stayed up for a request settled meanwhile (lock, quit, expiry)
                 self._approval_arrived.clear()
+                if modal.settled and modal in self.screen_stack:
+                    # Answered with nothing waiting: the prompt stays up a moment. A request in
+                    # that time is filled in place; closing and reopening it would first draw
+                    # the whole main screen (tens of ms) while the request waits.
+                    try:
+                        await asyncio.wait_for(self._approval_arrived.wait(), PROMPT_LINGER_S)
+                        continue
+                    except TimeoutError:
+                        pass
+                    modal.close()
+                    continue
                 await self._approval_arrived.wait()
                 continue
             while not modal.is_mounted:
