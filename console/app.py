@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ PANES = (
     ("signals", "Learning signals"),
 )
 DRAIN_PER_TICK = 25_000
+PROMPT_LINGER_S = 0.08  # an answered prompt with no request waiting closes this much later
 SWITCH_INTERVAL_S = 0.001
 NARROW_WIDTH = 120
 NARROW_HEIGHT = 36
@@ -173,12 +175,14 @@ class OperatorConsole(App[int]):
             waiting=lambda: len(gate.pending),
             is_pending=gate.is_pending,
             on_shown=gate.mark_shown,
+            stay_up=self._approval_waiting,
             arm_delay=arm_delay,
         )
         self.current_modal: ApprovalModal | None = None
         self.core_worker: Worker[object] | None = None
         self.core_error: str | None = None
-        self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
+        self._approvals: deque[ApprovalRequest] = deque()  # arrived, not yet on the prompt; oldest first
+        self._approval_arrived = asyncio.Event()
         self._quit_requested = False
         self._switch_interval = sys.getswitchinterval()
 
@@ -372,24 +376,61 @@ class OperatorConsole(App[int]):
     # -- approvals --------------------------------------------------------------------
 
     def on_approval_arrived(self, message: ApprovalArrived) -> None:
-        self._approvals.put_nowait(message.request)
+        self._approvals.append(message.request)
+        self._approval_arrived.set()
         self.notice.approval_requested(message.request, self.bell)
 
+    def _still_pending(self) -> set[str]:
+        return set() if self._quit_requested else {r.request_id for r in self.gate.pending}
+
+    def _approval_waiting(self) -> bool:
+        """The prompt stays up after an answer (the approval loop fills it with the next request
+        or, after PROMPT_LINGER_S with none, closes it): only for a request it put on the prompt,
+        and not once the operator quit."""
+        return self.current_modal is not None and not self._quit_requested
+
+    def _next_approval(self) -> ApprovalRequest | None:
+        """The oldest queued request that still waits for an answer; settled ones are dropped."""
+        pending = self._still_pending()
+        while self._approvals:
+            request = self._approvals.popleft()
+            if request.request_id in pending:
+                return request
+        return None
+
     async def _approval_loop(self) -> None:
+        """One request on the prompt at a time, oldest first. The prompt goes up for a request
+        and stays up while requests wait: after an answer it is filled with the next one where
+        it is (a repaint of the prompt; popping it would draw the whole main screen first)."""
+        modal = self.approval_prompt
         while True:
-            request = await self._approvals.get()
-            if self._quit_requested or request.request_id not in {r.request_id for r in self.gate.pending}:
+            request = self._next_approval()
+            if request is None:
+                self._approval_arrived.clear()
+                if modal.settled and modal in self.screen_stack:
+                    # Answered with nothing waiting: the prompt stays up a moment. A request in
+                    # that time is filled in place; closing and reopening it would first draw
+                    # the whole main screen (tens of ms) while the request waits.
+                    try:
+                        await asyncio.wait_for(self._approval_arrived.wait(), PROMPT_LINGER_S)
+                        continue
+                    except TimeoutError:
+                        pass
+                    modal.close()
+                    continue
+                await self._approval_arrived.wait()
                 continue
-            modal = self.approval_prompt
             while not modal.is_mounted:
                 # A request before the prompt was composed off screen (that happens after the
                 # first frame): wait for it, so the prompt is filled before it goes on screen.
                 self._prepare_prompt()
                 await asyncio.sleep(0.005)
-            modal.show_request(request)
-            self._render_header()  # the prompt's own status line and lock banner, current before it shows
+            answer = modal.show_request(request)
             self.current_modal = modal
-            decision = await self.push_screen_wait(modal)
+            if modal not in self.screen_stack:
+                self._render_header()  # the prompt's own status line and lock banner, current before it shows
+                self.push_screen(modal)
+            decision = await answer
             self.current_modal = None
             if decision is not None:
                 self.gate.answer(decision)

@@ -14,6 +14,7 @@ Safety rules this screen enforces (README "Using the console"):
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import time
@@ -23,12 +24,13 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.geometry import Size
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from console.edit_args import EditArgsModal
@@ -54,6 +56,10 @@ KEYS_TOO_SMALL = Content.from_markup(
 # The dialog's rows around its parts: the border (2), the countdown (1) and the args box border (2).
 FRAME_ROWS = 5
 MIN_ARGS_ROWS = 3  # a scrollable view smaller than this is not a view
+# The arguments box keeps at least this many rows when the terminal has them, so that one
+# request after another (most tool calls have fewer rows of arguments) the prompt keeps its
+# size and place: filling it then repaints its text, without laying out the screen again.
+STEADY_ARGS_ROWS = 8
 MIN_DIALOG_WIDTH = 44
 
 
@@ -101,8 +107,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     """The prompt for one HIGH-risk LIVE escalation.
 
     The console composes one prompt at start-up and fills it for each request
-    (`show_request`). Dismisses with None when the request was settled elsewhere (timeout,
-    lock, quit).
+    (`show_request`, which returns the future of its answer). An answer with another request
+    waiting (`stay_up`) leaves the prompt on screen for the console to fill with that one:
+    no pop to the main screen and push back, so the next request is on screen after a
+    repaint of the prompt alone. Otherwise the prompt dismisses itself. The answer is None
+    when the request was settled elsewhere (timeout, lock, quit).
     """
 
     AUTO_FOCUS = ""  # no widget takes the keys when the prompt appears
@@ -129,6 +138,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         waiting: Callable[[], int] = lambda: 1,
         is_pending: Callable[[str], bool] = lambda request_id: True,
         on_shown: Callable[[str], None] = lambda request_id: None,
+        stay_up: Callable[[], bool] = lambda: False,
         arm_delay: float = DEFAULT_ARM_DELAY_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,11 +147,15 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.waiting = waiting
         self.is_pending = is_pending
         self.on_shown = on_shown
+        self.stay_up = stay_up
         self.arm_delay = arm_delay
         self.monotonic = monotonic
         self.request: ApprovalRequest | None = None
         self.settled = True  # nothing to answer until a request is shown
         self._settle_on_resume: str | None = None  # a request settled while another screen was on top
+        self._close_on_resume = False  # closed (nothing left to ask) while another screen was on top
+        self._styled_css = -1  # the app's CSS version the prompt's styles were computed with
+        self._answer: asyncio.Future[ApprovalDecision | None] | None = None
         self._filled_id: str | None = None  # the request the widgets show
         self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
         self.armed = False
@@ -157,6 +171,9 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._args_plain = ""
         self._diff_plain = ""
         self._keys_shown: Content = KEYS_CONTENT
+        self._args_text_rows: int | None = None  # the arguments text's set height (None: its own)
+        self._head_shown: Text | None = None
+        self._countdown_shown: Text | None = None
         if request is not None:
             self.show_request(request)
 
@@ -166,10 +183,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         yield StatusBar(id="prompt-status-bar")
         with Vertical(id="approval-dialog"):
             yield Readout("", id="approval-head")
-            yield Static(id="approval-details")
+            # Readouts: a new request's text is laid out only if it takes other rows.
+            yield Readout("", id="approval-details")
             # Not focusable: its keys are the prompt's own bindings (so what was seen is known).
             with VerticalScroll(id="approval-args", can_focus=False):
-                yield Static(id="approval-args-text")
+                yield Readout("", id="approval-args-text")
             yield Static(id="approval-edited")
             yield Static(id="approval-too-small")
             yield Readout("", id="approval-countdown")
@@ -177,14 +195,20 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             yield Static(KEYS_CONTENT, id="approval-keys")
 
     def on_mount(self) -> None:
+        self._styled_css = self.app._css_update_count  # mounting computed every widget's styles
         if self.request is not None:
             self._fill(self.request)
         self.set_interval(0.25, self._tick)
 
     # -- filling ----------------------------------------------------------------------
 
-    def show_request(self, request: ApprovalRequest) -> None:
-        """Make the prompt ask about `request` (called while the prompt is not on screen)."""
+    def show_request(self, request: ApprovalRequest) -> asyncio.Future[ApprovalDecision | None]:
+        """Make the prompt ask about `request`, before it goes on screen or, after an answer
+        that left it up (`stay_up`), on screen. Returns the future of the answer."""
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)  # replaced unanswered: whoever waits gets no answer
+        self._answer = asyncio.get_running_loop().create_future()
+        self._close_on_resume = False
         self.request = request
         self.settled = False
         self._settle_on_resume = None
@@ -193,29 +217,55 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self.shown_id = None
         if self.is_mounted:
             self._fill(request)
+        return self._answer
 
     def _fill(self, request: ApprovalRequest) -> None:
+        # Each widget is touched only where it changes: on screen (a request that waited for
+        # the one before it) only the texts are repainted, as long as nothing changes size.
         details = request_details(request)
         self._details_plain = details.plain
-        self.query_one("#approval-details", Static).update(details)
+        self.query_one("#approval-details", Readout).show(details)
         self._show_args(request.args, "")
         reason = self.query_one("#deny-reason", Input)
-        reason.value = ""
-        reason.display = False
+        if reason.value:
+            reason.value = ""
+        if reason.display:
+            reason.display = False
         self.set_focus(None)  # nothing of the previous request keeps the keys
         self._filled_id = request.request_id
         self._seen_bottom = False
         self._arrange()
-        self.query_one("#approval-args", VerticalScroll).scroll_home(animate=False, immediate=True)
+        box = self.query_one("#approval-args", VerticalScroll)
+        if box.scroll_y:
+            box.scroll_home(animate=False, immediate=True)
         self._tick()
+        self._draw_now()
+
+    def _draw_now(self) -> None:
+        """On screen, with nothing that changes size: draw the changed text in this call.
+
+        Otherwise Textual draws it on the screen's next update tick (up to 1/60 s after the
+        last frame, once every widget has told the screen what changed). With nothing to lay
+        out, the regions each widget marked dirty are all there is to draw. Textual 8.2.8
+        internals (pinned); a layout, a restyle to come or a batch leaves it to Textual.
+        """
+        app = self.app
+        if not self._on_top() or app._batch_count or self._layout_required or self._layout_widgets:
+            return
+        widgets = set(self.query(Widget))
+        if any(widget._layout_required or widget._refresh_styles_required for widget in widgets):
+            return
+        self._compositor.update_widgets(widgets)
+        self._compositor_refresh()
 
     def _show_args(self, args: dict[str, Any], diff: str) -> None:
         """The arguments on show and, for an edit, its diff against the agent's."""
         self._args_plain = inert_json(args, 20_000)
         self._diff_plain = diff
-        self.query_one("#approval-args-text", Static).update(Text(self._args_plain))
+        self.query_one("#approval-args-text", Readout).show(Text(self._args_plain))
         box = self.query_one("#approval-edited", Static)
-        box.display = bool(diff)
+        if box.display != bool(diff):
+            box.display = bool(diff)
         if diff:
             box.update(Text("approving runs YOUR edit:\n" + diff, style="yellow"))
 
@@ -251,10 +301,26 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             box.display = self.fits
             # Not approvable here: show only what says so and the keys that still work.
             self.query_one("#approval-details", Static).display = self.fits
-        rows = max(MIN_ARGS_ROWS, room) + 2
-        if self._args_rows != rows:
-            self._args_rows = rows
-            box.styles.max_height = rows
+        # Its height is set (not left to its text): the same for every request whose arguments
+        # take at most STEADY_ARGS_ROWS rows, so the prompt does not change size between them.
+        text_rows: int | None = None
+        if args_rows <= room:
+            rows = min(room, max(args_rows, STEADY_ARGS_ROWS))
+            # The text gets the box's height too (a new text then needs no layout), when
+            # Textual's own wrapping at the width it has now says it fits. After a resize, or
+            # before it was laid out, it takes its own height (and the box scrolls if need be).
+            text = self.query_one("#approval-args-text", Readout)
+            text_width = text.content_size.width
+            if size is None and text_width > 0 and text.get_content_height(Size(0, 0), Size(0, 0), text_width) <= rows:
+                text_rows = rows
+        else:
+            rows = max(MIN_ARGS_ROWS, room)  # a view that scrolls
+        if self._args_rows != rows + 2:
+            self._args_rows = rows + 2
+            box.styles.height = rows + 2
+        if self._args_text_rows != text_rows:
+            self._args_text_rows = text_rows
+            self.query_one("#approval-args-text", Readout).styles.height = "auto" if text_rows is None else text_rows
         too_small = self.query_one("#approval-too-small", Static)
         if too_small.display == self.fits:
             too_small.display = not self.fits
@@ -274,6 +340,8 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         if self._keys_shown is not content:
             self._keys_shown = content
             keys.update(content)
+        # Dimmed until armed (CSS text-opacity): Textual restyles a node when its classes
+        # change, in this call, so the frame that shows a new request shows its keys dimmed.
         keys.set_class(self.fits and not self.armed, "-unarmed")
 
     # -- showing and arming -----------------------------------------------------------
@@ -281,17 +349,24 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
     def _compositor_refresh(self) -> None:
         # Textual 8.2.8 (pinned) sends a screen's frames to the terminal here: once the
         # current request's prompt has gone out, its countdown starts and the arming delay runs.
+        # Only as the top screen (Textual also draws a screen that another one covers).
         super()._compositor_refresh()
         request = self.request
         if (
             request is not None
-            and self.is_current
+            and self._on_top()
             and self._filled_id == request.request_id
             and self.shown_id != request.request_id
         ):
             self.shown_id = request.request_id
             self.on_shown(request.request_id)
             self._restart_arming()
+
+    def _on_top(self) -> bool:
+        try:
+            return self.app.screen is self
+        except ScreenStackError:  # no screen at all (the app is closing)
+            return False
 
     def _restart_arming(self) -> None:
         self.armed = False
@@ -348,14 +423,18 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         head.append(f"  request 1 of {waiting} waiting", style="bold magenta" if waiting > 1 else "")
         if self.edited_args is not None:
             head.append("  EDITED by you", style="bold reverse yellow")
-        self.query_one("#approval-head", Readout).show(head)
+        if head != self._head_shown:  # a repaint (and a frame) only when it changes
+            self._head_shown = head
+            self.query_one("#approval-head", Readout).show(head)
         left = self.seconds_left()
         countdown = Text(
             f"no answer in {left:4.0f}s = EXPIRED (denied)", style="bold red" if left < 10 else "bold yellow"
         )
         if not self.armed and self.fits:
             countdown.append("   keys armed in a moment: wait, do not hold a key", style="dim")
-        self.query_one("#approval-countdown", Readout).show(countdown)
+        if countdown != self._countdown_shown:
+            self._countdown_shown = countdown
+            self.query_one("#approval-countdown", Readout).show(countdown)
 
     def settle_elsewhere(self, request_id: str) -> None:
         """The core settled `request_id` (timeout, lock, quit): close without answering, if shown."""
@@ -366,15 +445,39 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         else:
             self._settle_on_resume = request_id
 
-    def on_screen_resume(self) -> None:
-        if self.request is not None and self._settle_on_resume == self.request.request_id:
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Runs before Screen's own handler, which restyles every widget of a screen pushed on
+        # top (Textual 8.2.8, pinned): a third of the time the prompt took to appear. The
+        # prompt's styles go stale only when the app's CSS changes (a theme), so restyle then.
+        css = self.app._css_update_count
+        if self._styled_css == css:
+            event.refresh_styles = False
+        self._styled_css = css
+        if self._close_on_resume:
+            self.close()
+        elif self.request is not None and self._settle_on_resume == self.request.request_id:
             self.finish(None)
 
     def finish(self, decision: ApprovalDecision | None) -> None:
         if self.settled:
             return
         self.settled = True
-        self.dismiss(decision)
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(decision)
+        if not (self.is_current and self.stay_up()):
+            self.dismiss(decision)
+
+    def close(self) -> None:
+        """Leave the screen, answered (it stayed up for a request that was settled before the
+        console could show it). Only the top screen may be dismissed (Textual pops the top one)."""
+        self._close_on_resume = False
+        if not self.settled or self not in self.app.screen_stack:
+            return
+        if self.is_current:
+            self.dismiss(None)
+        else:
+            self._close_on_resume = True
 
     # -- what was seen ----------------------------------------------------------------
 
