@@ -339,22 +339,18 @@ def notes(
             f"{s['samples_ms']}.",
             f"- `y` -> ApprovalDecided on the core: p50 {d['p50_ms']} ms; -> LIVE started: p50 "
             f"{lv['p50_ms']} / p95 {lv['p95_ms']} ms. Samples (ms): {lv['samples_ms']}.",
-            "- What limits it (cProfile below): the request crosses from the core's thread to the app's "
-            "loop and the approval worker fills the console's one prompt (composed and mounted off screen "
-            f"at start-up, so no widget is built per request): p50 {m['p50_ms']} ms above. The rest (p50 "
-            f"~{max(0.0, s['p50_ms'] - m['p50_ms']):.1f} ms) is Textual's layout and first render of the "
-            "prompt's screen (opaque: no dimmed background to composite), on the UI thread that also "
-            "serves the running core's event feed; the slowest samples are requests that arrive while it "
-            "is drawing a tick. Already done: the prompt is reused (filling it takes a few ms where "
-            "composing and mounting a new one took ~11-14 ms, but measured A/B the prompt reached the "
-            "screen no sooner: the layout and first render took that much longer); a tick never lays out "
-            "the whole screen unless "
-            "a widget's size can have changed, and the Footer rebuilds its keys only when they change "
-            "(`console/panes.py`: `Readout`, `KeysFooter`); the key line is parsed once. After `y`, the "
-            "prompt is dismissed, the approval worker hands the decision to the core (`QueueGate.answer` "
-            "-> `call_soon_threadsafe`; the UI thread and the core's thread share the GIL), then the core "
-            "commits and fsyncs the journal once before LIVE (the LIVE intent record, which carries the "
-            "decision event with it).",
+            f"- Requests made once the console had composed its prompt (each run's first request comes "
+            f"during start-up): p50 {appr['ready_to_modal_on_screen_console_started']['p50_ms']} / p95 "
+            f"{appr['ready_to_modal_on_screen_console_started']['p95_ms']} ms.",
+            "- What limits it: while requests wait, an answered prompt stays up and is filled in place with "
+            "the next one (no pop of the prompt, which drew the whole main screen, and push of a new one, "
+            "which restyled and drew every widget); it keeps its size between requests, so a fill repaints "
+            "its texts only, drawn in the same call when nothing changes size. What remains is Textual "
+            "drawing the prompt's changed lines on the UI thread that also serves the running core's event "
+            "feed, and each console's first prompt: laid out and drawn from scratch while the main screen "
+            "lays out the run's first events. After `y` the approval worker hands the decision to the core "
+            "(`QueueGate.answer` -> `call_soon_threadsafe`), which waits for one group commit (the intent "
+            "record with the decision) before LIVE.",
             "",
         ]
         prof = profiles.get("approval_latency")
