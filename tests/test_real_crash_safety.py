@@ -135,7 +135,10 @@ def test_resume_with_real_executors_refuses_approve_all_and_denies_by_default(
     assert {a for a, s in after.items() if s == "UNKNOWN"} == {a for a, s in before.items() if s == "PENDING"}
     # HIGH-risk steps not yet run were denied (no human): only LOW/MEDIUM ones went LIVE after the crash.
     # (and the UNKNOWN fails the plan, which undoes the reversible work done before the crash)
-    assert set(after) - set(before) <= {"note", "fill", "total", "note:undo", "fill:undo"}
+    # Which actions were done before the kill depends on how the agents' commits interleaved:
+    # any of those may be undone, nothing else.
+    undone_before = {f"{a}:undo" for a, s in before.items() if s == "DONE" and ":" not in a}
+    assert set(after) - set(before) <= {"note", "fill", "total", "note:undo", "fill:undo"} | undone_before
     assert all(count <= 1 for count in _effects(run_dir).values())
     results = [json.loads(line) for line in (run_dir / "tool_execution_log.jsonl").read_text().splitlines()]
     assert {r["simulated"] for line in results for r in line["result"]["tool_results"]} == {False}
