@@ -17,6 +17,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+# The lock is system-wide (core/lock_state.py): a benchmark that presses `l` must not lock the
+# machine's real state, nor leave the benchmarks after it running locked. Every benchmark
+# process, and every process it starts, shares one private state directory per suite run.
+if "PHASE24_STATE_DIR" not in os.environ:
+    _STATE = tempfile.TemporaryDirectory(prefix="bench-state-")
+    os.environ["PHASE24_STATE_DIR"] = _STATE.name
 
 
 def peak_rss_mb() -> float:

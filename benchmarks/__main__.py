@@ -40,7 +40,9 @@ RESULTS = ROOT / "benchmarks" / "results.md"
 
 
 def run_benchmark(name: str, quick: bool, extra_env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
+    # A private system-lock state per benchmark: one that presses `l` leaves the others unlocked.
+    state = tempfile.mkdtemp(prefix=f"bench-state-{name}-")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PHASE24_STATE_DIR": state, **extra_env}
     cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)

@@ -73,7 +73,8 @@ def _harness(plan_path: Path, out: Path, gate: Any = None) -> Any:
 
     registry = standard_registry()
     plans = load_plans([plan_path], registry)
-    config = Phase24ExecutionConfig(output_dir=out, dry_run_only=True, durable_journal=True)
+    # Its own lock state: the lock key pressed here must not lock the machine or later runs.
+    config = Phase24ExecutionConfig(output_dir=out, dry_run_only=True, durable_journal=True, state_dir=out / "state")
     harness = Phase24Harness(config, gate=gate, clock=SystemClock(), registry=registry)
     harness.load_phase21_plans(plans)
     return harness
@@ -339,7 +340,11 @@ async def _synthetic(total: int, out: Path) -> dict[str, Any]:
     from core.harness import Phase24ExecutionConfig, Phase24Harness
 
     gate = ConsoleGate()
-    harness = Phase24Harness(Phase24ExecutionConfig(output_dir=out, dry_run_only=True), gate=gate, write_outputs=False)
+    harness = Phase24Harness(
+        Phase24ExecutionConfig(output_dir=out, dry_run_only=True, state_dir=out / "state"),
+        gate=gate,
+        write_outputs=False,
+    )
     app = make_app(harness, gate, autostart=False)
     probe = Probe(app)
     stats: dict[str, float] = {"build_s": 0.0, "feed_s": 0.0}
