@@ -139,7 +139,7 @@ CLIENTS = {
     "raw": "minimal HTTP client, POST + GET ?wait",
     "raw1": "minimal HTTP client, one POST ?wait",
     "httpx": "httpx, POST + GET ?wait",
-    "sdk": "SDK gate.call (its own HTTP/1.1 client, one POST ?wait)",
+    "sdk": "SDK gate.call (httpx, one POST ?wait)",
 }
 
 
