@@ -102,7 +102,7 @@ def first_frame(extra_env: dict[str, str | None] | None = None, timeout: float =
                 proc.kill()
                 proc.wait()
             os.close(master)
-        ok = frame is not None and proc.returncode in (0, 1)
+        ok = frame is not None and proc.returncode in (0, 1, 5)  # 5: quit mid-run = INTERRUPTED
     return {
         "ok": ok,
         "returncode": proc.returncode,
