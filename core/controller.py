@@ -597,6 +597,11 @@ class ExecutionController:
             except Phase24Error as exc:
                 return self._storage_failed(ctx, exc)
             crash_point("after_intent")
+            if self._held_by_lock(ctx):
+                # The lock (or a stop) landed while this agent waited for the shared commit:
+                # nothing enters LIVE after it. The recorded intent is settled as not done.
+                self._settle_intent(ctx, ok=False)
+                return ctx
         self.transition(ctx, S.LIVE, "approval granted" if ctx.approval else f"{why}; no approval required")
         if self._lock_seen():
             # Publishing the escalation can itself fail closed (a storage error locks): the
