@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +184,7 @@ class OperatorConsole(App[int]):
         self._approvals: deque[ApprovalRequest] = deque()  # arrived, not yet on the prompt; oldest first
         self._approval_arrived = asyncio.Event()
         self._quit_requested = False
+        self._prompt_prepared = False
         self._switch_interval = sys.getswitchinterval()
 
     # -- layout -----------------------------------------------------------------------
@@ -219,16 +220,30 @@ class OperatorConsole(App[int]):
         self.set_interval(self.tick_s, self.drain)
         self.set_interval(1.0, self._countdowns)
         self.run_worker(self._approval_loop(), group="approvals", name="approvals")
-        if self.autostart:
-            self.start_core()
 
     def _prepare_prompt(self) -> None:
-        """Compose and mount the approval prompt off screen, after the first frame, so the
-        first request does not wait for that (nor for Textual's stylesheet re-parse when a
-        new widget type first mounts). `_get_screen` is Textual 8.2.8's own first step of
-        `push_screen` (private; Textual is pinned)."""
-        if not self.approval_prompt.is_running:
-            self._get_screen(self.approval_prompt)
+        """After the first frame: compose and mount the approval prompt off screen, lay it out
+        and render it once there (`ApprovalModal.warm_up`), then start the run. So the first
+        request's prompt appears as fast as every later one: it does not wait for the prompt
+        to be composed, nor for Textual's stylesheet re-parse when a new widget type first
+        mounts, nor for the first layout and drawing of the prompt. `_get_screen` is Textual
+        8.2.8's own first step of `push_screen` (private; Textual is pinned)."""
+        if self._prompt_prepared:
+            return
+        self._prompt_prepared = True
+        _, mounted = self._get_screen(self.approval_prompt)
+        self.run_worker(self._ready_then_start(mounted), group="start", name="start")
+
+    async def _ready_then_start(self, mounted: Awaitable[None]) -> None:
+        await mounted
+        self._render_header()  # the prompt's status line too: its first text is laid out now
+        try:
+            await self.approval_prompt.warm_up()
+        except Exception as error:  # a speed-up only: the prompt works without it
+            self.approval_prompt.ready = True
+            self.log.warning(f"approval prompt warm-up failed: {error!r}")
+        if self.autostart and self.core_worker is None and not self._quit_requested:
+            self.start_core()
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
@@ -420,9 +435,10 @@ class OperatorConsole(App[int]):
                     continue
                 await self._approval_arrived.wait()
                 continue
-            while not modal.is_mounted:
-                # A request before the prompt was composed off screen (that happens after the
-                # first frame): wait for it, so the prompt is filled before it goes on screen.
+            while not modal.ready:
+                # A request before the prompt was composed and warmed up off screen (that
+                # happens after the first frame; a service's agents may come before it): wait
+                # for it, so the prompt is filled before it goes on screen.
                 self._prepare_prompt()
                 await asyncio.sleep(0.005)
             answer = modal.show_request(request)

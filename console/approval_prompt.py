@@ -19,6 +19,7 @@ import difflib
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.cells import cell_len
@@ -36,6 +37,7 @@ from textual.widgets import Input, Static
 from console.edit_args import EditArgsModal
 from console.panes import LockBanner, Readout, StatusBar
 from core.approval import ApprovalDecision, ApprovalOutcome, ApprovalRequest, deny, grant
+from core.contracts import RiskLevel
 from core.inert import inert, inert_json
 
 OPERATOR = "operator"
@@ -61,6 +63,7 @@ MIN_ARGS_ROWS = 3  # a scrollable view smaller than this is not a view
 # size and place: filling it then repaints its text, without laying out the screen again.
 STEADY_ARGS_ROWS = 8
 MIN_DIALOG_WIDTH = 44
+WARM_UP = "warm-up (never shown)"
 
 
 def request_details(r: ApprovalRequest) -> Text:
@@ -159,6 +162,7 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         self._filled_id: str | None = None  # the request the widgets show
         self.shown_id: str | None = None  # the request whose prompt has been drawn on screen
         self.armed = False
+        self.ready = False  # laid out and rendered once off screen (warm_up): requests may come
         self._arm_at = 0.0
         self.dropped_keys = 0  # answer keys that arrived before the prompt was armed
         self.fits = True
@@ -199,6 +203,70 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
         if self.request is not None:
             self._fill(self.request)
         self.set_interval(0.25, self._tick)
+
+    async def warm_up(self) -> None:
+        """Lay out and render the prompt once off screen, before any request, so that the
+        first request's prompt costs what every later one does. Sets `ready` when done.
+
+        Laid out and drawn for the first time when the first request arrives, the prompt took
+        two to four times as long to appear as the ones after it: every widget's first
+        layout and first text, Textual's caches of styles and colours, the dimmed main screen
+        behind it. Here that work is done with a sample request that is rendered into the
+        prompt's own compositor and thrown away: it never reaches the terminal, is never the
+        prompt's request and can never be answered (the console puts no request on the prompt
+        before `ready`). Textual 8.2.8 internals (pinned).
+        """
+        if self.ready or self.request is not None or self._on_top() or not self.is_mounted:
+            self.ready = True
+            return
+        sample = ApprovalRequest(
+            request_id=WARM_UP,
+            plan_id=WARM_UP,
+            action_id=WARM_UP,
+            agent=WARM_UP,
+            tool=WARM_UP,
+            risk_level=RiskLevel.HIGH,
+            reversible=False,
+            confidence=0.5,
+            threshold=0.85,
+            args={"warm_up": "never shown", "rows": [1, 2, 3]},
+            action_hash="0" * 64,
+            requested_at=datetime.now(UTC),
+            timeout_s=60.0,
+        )
+        self.request = sample  # settled (as at start-up): no key, tick or timer acts on it
+        try:
+            # Twice, as a request filled in place is: once laid out, the arguments text gets
+            # the box's height (`_arrange`), and the layout settles as it will stay.
+            for _ in range(2):
+                if self.request is not sample:
+                    return  # a request was put on the prompt meanwhile (not by the console)
+                self._fill(sample)
+                head = Text(" HIGH-RISK LIVE ESCALATION ", style="bold reverse red")
+                self.query_one("#approval-head", Readout).show(head)
+                self.query_one("#approval-countdown", Readout).show(Text("no answer in 60s", style="bold yellow"))
+                await self._settle_layout()
+            if self.request is sample:
+                self._compositor.render_update(full=True, screen_stack=list(self.app.screen_stack))
+        finally:
+            if self.request is sample:
+                self.request = None
+                self._filled_id = None
+                self._head_shown = None
+                self._countdown_shown = None
+            self.ready = True
+
+    async def _settle_layout(self) -> None:
+        """Lay the prompt out off screen until no widget asks for another layout: a change of
+        size reaches the screen as a message, handled on its own turn of the loop."""
+        size = self.app.size
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            if not (self._layout_required or self._layout_widgets):
+                return
+            self._refresh_layout(size)  # not the current screen: laid out, not drawn
+            self._layout_required = False  # as the screen's own update timer does after one
+            self._scroll_required = False
 
     # -- filling ----------------------------------------------------------------------
 

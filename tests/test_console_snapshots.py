@@ -123,6 +123,8 @@ def prompt_for(request: ApprovalRequest, armed: bool = True) -> Callable[[Pilot[
         modal = pilot.app.approval_prompt  # type: ignore[attr-defined]
         assert isinstance(modal, ApprovalModal)
         modal.is_pending = lambda request_id: True  # fed events, no core: the request stands as pending
+        while not modal.ready:  # as the console does: no request before its warm-up off screen
+            await pilot.pause(0.01)
         modal.show_request(request)
         await pilot.app.push_screen(modal)
         await pilot.pause()
