@@ -649,13 +649,12 @@ def make_app(
 
 def run_console(args: argparse.Namespace) -> int:
     from console.cli import prepare
-    from console.console_options import apply_console_options, load_console_keymap
+    from console.console_options import apply_console_options, arm_delay_of, load_console_keymap
 
     keymap = load_console_keymap(args, OperatorConsole)  # a bad keys file stops us before the run
     gate = ConsoleGate()
     harness = prepare(args, gate=gate)
-    arm_delay = getattr(args, "arm_delay", None)
-    app = make_app(harness, gate, arm_delay=DEFAULT_ARM_DELAY_S if arm_delay is None else arm_delay)
+    app = make_app(harness, gate, arm_delay=arm_delay_of(args))
     apply_console_options(app, args, keymap)
     code = app.run()
     out = harness.config.output_dir

@@ -1,5 +1,6 @@
-"""The options `phase24 console` and `phase24 replay` share: the keys file, the bell and the
-desktop notification."""
+"""The options `phase24 console` (with plans, without, or attached) and `phase24 replay`
+share: the keys file, the bell and the desktop notification; and the approval prompt's
+arming delay, for every console that shows prompts."""
 
 from __future__ import annotations
 
@@ -38,3 +39,11 @@ def apply_console_options(app: Any, args: argparse.Namespace, keymap: dict[str, 
     app.use_keymap(keymap)
     app.notice.bell = not getattr(args, "no_bell", False)
     app.notice.desktop = bool(getattr(args, "desktop_notify", False))
+
+
+def arm_delay_of(args: argparse.Namespace) -> float:
+    """`--arm-delay`, or the default (the console's own: at least 0.3 s, checked by the parser)."""
+    from console.approval_prompt import DEFAULT_ARM_DELAY_S
+
+    given = getattr(args, "arm_delay", None)
+    return DEFAULT_ARM_DELAY_S if given is None else float(given)

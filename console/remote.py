@@ -32,7 +32,9 @@ from typing import Any
 import httpx
 
 from console import exit_codes
-from console.app import ConsoleGate, make_app
+from console.app import ConsoleGate, OperatorConsole, make_app
+from console.approval_prompt import DEFAULT_ARM_DELAY_S
+from console.console_options import apply_console_options, arm_delay_of, load_console_keymap
 from core.approval import ApprovalDecision, ApprovalRequest
 from core.clock import SystemClock
 from core.events import (
@@ -348,7 +350,14 @@ def claim_seat(url: str, token: str) -> str:
     raise AttachError(f"--attach: {url} refused the console ({response.status_code}): {message}")
 
 
-def attached_app(url: str, token: str, *, read_only: bool, now: Callable[[], datetime] | None = None) -> Any:
+def attached_app(
+    url: str,
+    token: str,
+    *,
+    read_only: bool,
+    now: Callable[[], datetime] | None = None,
+    arm_delay: float = DEFAULT_ARM_DELAY_S,
+) -> Any:
     """The attached console; an operator one (not `read_only`) holds the operator seat first."""
     state = check_attach(url, token)
     seat_id = None if read_only else claim_seat(url, token)
@@ -362,15 +371,25 @@ def attached_app(url: str, token: str, *, read_only: bool, now: Callable[[], dat
     client.controller.locked = bool(state.get("locked"))
     client.controller.lock_reason = str(state.get("lock_reason") or "")
     client.paused = bool(state.get("paused"))
-    return make_app(client, client.gate, now=now)  # type: ignore[arg-type]
+    return make_app(client, client.gate, now=now, arm_delay=arm_delay)  # type: ignore[arg-type]
 
 
-def run_attached(args: argparse.Namespace) -> int:
+def attached_console(args: argparse.Namespace) -> Any:
+    """`phase24 console --attach URL`'s console, with the console options (keys file, bell,
+    desktop notification, arming delay) as for a console on plans. A bad keys file stops us
+    before the operator seat is taken; a refused attach raises AttachError."""
     token = args.token or os.environ.get("PHASE24_TOKEN", "")
     if not token:
         raise AttachError("--attach needs a token: --token TOKEN or the PHASE24_TOKEN environment variable")
+    keymap = load_console_keymap(args, OperatorConsole)
+    app = attached_app(args.attach, token, read_only=args.read_only, arm_delay=arm_delay_of(args))
+    apply_console_options(app, args, keymap)
+    return app
+
+
+def run_attached(args: argparse.Namespace) -> int:
     try:
-        app = attached_app(args.attach, token, read_only=args.read_only)
+        app = attached_console(args)
     except AttachError as exc:
         import sys
 

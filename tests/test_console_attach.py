@@ -144,3 +144,52 @@ async def _drive_embedded(app: Any, service: EmbeddedService, url: str, agent: s
         assert (done["state"], done["decision"]) == ("COMPLETED", "approved")
         await pilot.press("q")
         await wait_until(pilot, lambda: not app.is_running, "the console to stop", timeout=20)
+
+
+def _console_args(*argv: str) -> Any:
+    from console.cli import build_parser
+
+    return build_parser().parse_args(["console", *argv])
+
+
+def test_attached_and_embedded_consoles_take_the_console_options(tmp_path: Path) -> None:
+    """--keys, --no-bell, --desktop-notify and --arm-delay reach every console that shows
+    prompts: attached to a service, and serving one itself (as on plans)."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\nlock = "ctrl+k"\n', encoding="utf-8")
+    options = ("--keys", str(keys), "--no-bell", "--desktop-notify", "--arm-delay", "1.5")
+    from console.embedded import embedded_console
+    from console.remote import attached_console
+
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        app = attached_console(_console_args("--attach", service.url, "--token", service.operator, *options))
+        try:
+            assert app.approval_prompt.arm_delay == 1.5
+            assert app.keymap == {"lock": "ctrl+k"}
+            assert (app.notice.bell, app.notice.desktop) == (False, True)
+        finally:
+            app.harness.release_seat()
+        default = attached_console(_console_args("--attach", service.url, "--token", service.operator, "--read-only"))
+        assert default.approval_prompt.arm_delay == 0.6 and default.notice.bell is True
+        service.stop()
+    embedded, own = embedded_console(_console_args("--out", str(tmp_path / "own"), "--port", "0", *options))
+    try:
+        assert embedded.approval_prompt.arm_delay == 1.5
+        assert embedded.keymap == {"lock": "ctrl+k"}
+        assert (embedded.notice.bell, embedded.notice.desktop) == (False, True)
+    finally:
+        own.stop("test teardown")
+
+
+def test_a_bad_keys_file_stops_an_attached_console_before_it_takes_the_seat(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[keys]\nno_such_action = "x"\n', encoding="utf-8")
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        refused = phase24("console", "--attach", service.url, "--token", service.operator, "--keys", str(keys))
+        seat = httpx.get(f"{service.url}/v1/state", headers={"Authorization": f"Bearer {service.operator}"}).json()
+        service.stop()
+    assert refused.returncode == 2, refused.stderr
+    assert "keys.toml" in refused.stderr and "Traceback" not in refused.stderr
+    assert not seat.get("operator_seat", {}).get("held")
