@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, SAMPLES, act, plan, read_jsonl, record, results_by_id
@@ -284,10 +285,17 @@ def test_a_lock_taken_elsewhere_reaches_a_running_run(make_harness, tmp_path: Pa
     slow = plan([act(f"a{i}", tool="math_compute", confidence=0.95, simulate={"latency_ms": 30}) for i in range(60)])
     h = make_harness([slow], clock=SystemClock(), lock_poll_s=0.05, state_dir=tmp_path / "state")
     log = record(h)
-    timer = threading.Timer(0.4, lambda: SystemLockState(tmp_path / "state").lock("from another shell", "cli:x"))
-    timer.start()
+    # Taken from another thread once the run is under way (its fifth execution), not after a
+    # fixed time: on a loaded machine the run may not have started by then.
+    shell = threading.Thread(target=lambda: SystemLockState(tmp_path / "state").lock("from another shell", "cli:x"))
+
+    def lock_when_running(event: Any) -> None:
+        if not shell.is_alive() and shell.ident is None and len(log.executed()) >= 5:
+            shell.start()
+
+    h.bus.subscribe(lock_when_running)
     h.execute_orchestration_pipeline()
-    timer.join()
+    shell.join()
     (locked,) = log.of(SystemLocked)
     assert locked.reason == "from another shell"
     went_live_before = {e.action_id for e in log.of(StateTransition, to_state="LIVE") if e.seq < locked.seq}
