@@ -40,13 +40,14 @@ RESULTS = ROOT / "benchmarks" / "results.md"
 
 
 def run_benchmark(name: str, quick: bool, extra_env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    # A private system-lock state per benchmark: one that presses `l` leaves the others unlocked.
-    state = tempfile.mkdtemp(prefix=f"bench-state-{name}-")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PHASE24_STATE_DIR": state, **extra_env}
-    cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
-    elapsed = time.perf_counter() - t0
+    # A private system-lock state per benchmark: one that presses `l` leaves the others
+    # unlocked. (Run alone, `python -m benchmarks.NAME` gets one from benchmarks/__init__.py.)
+    with tempfile.TemporaryDirectory(prefix=f"bench-state-{name}-") as state:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PHASE24_STATE_DIR": state, **extra_env}
+        cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+        elapsed = time.perf_counter() - t0
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         sys.stdout.write(proc.stderr[-4000:])
