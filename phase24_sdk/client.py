@@ -16,8 +16,10 @@ from phase24_sdk.calls import (
     GatedTool,
     GateResult,
     Risk,
+    Wire,
     checked,
     dumps,
+    environment_proxy,
     failure_body,
     gated_tool,
     granted_args,
@@ -32,16 +34,14 @@ RETRIES = 3
 class Gate:
     """One agent's connection to a gate service (async).
 
-    Requests go over one httpx client with keep-alive; `transport` replaces its transport
-    (e.g. an in-process ASGI app).
+    Requests go over one httpx transport (httpcore's connection pool, one keep-alive
+    connection); `transport` replaces it (e.g. an in-process ASGI app).
     """
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.agent = agent
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-        )
+        self._wire = Wire(url, token)
+        self._transport = transport or httpx.AsyncHTTPTransport(proxy=environment_proxy(self._wire.base))
 
     async def __aenter__(self) -> Gate:
         return self
@@ -52,7 +52,7 @@ class Gate:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def _send(
         self,
@@ -65,13 +65,15 @@ class Gate:
     ) -> dict[str, Any]:
         # Only a request that never reached the service is retried (the same action_id
         # makes even a repeated proposal the same proposal).
-        content = b"" if body is None else dumps(body)
+        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
         for attempt in range(RETRIES):
             try:
-                response = await self._http.request(
-                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
-                )
-                return checked(response.status_code, response.content)
+                response = await self._transport.handle_async_request(request)
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+                return checked(response.status_code, content)
             except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc

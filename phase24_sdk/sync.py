@@ -14,8 +14,10 @@ from phase24_sdk.calls import (
     Contract,
     GatedTool,
     GateResult,
+    Wire,
     checked,
     dumps,
+    environment_proxy,
     failure_body,
     granted_args,
     outcome_body,
@@ -31,10 +33,8 @@ class SyncGate:
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-        )
+        self._wire = Wire(url, token)
+        self._transport = transport or httpx.HTTPTransport(proxy=environment_proxy(self._wire.base))
 
     def __enter__(self) -> SyncGate:
         return self
@@ -45,7 +45,7 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def _send(
         self,
@@ -56,13 +56,15 @@ class SyncGate:
         params: dict[str, float] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        content = b"" if body is None else dumps(body)
+        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
         for attempt in range(RETRIES):
             try:
-                response = self._http.request(
-                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
-                )
-                return checked(response.status_code, response.content)
+                response = self._transport.handle_request(request)
+                try:
+                    content = response.read()
+                finally:
+                    response.close()
+                return checked(response.status_code, content)
             except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
