@@ -14,16 +14,15 @@ from phase24_sdk.calls import (
     Contract,
     GatedTool,
     GateResult,
-    Wire,
     checked,
     dumps,
-    environment_proxy,
     failure_body,
     granted_args,
     outcome_body,
     proposal_body,
 )
 from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
+from phase24_sdk.transport import CONNECT_ERRORS, SENT_ERRORS, SyncWire
 
 RETRIES = 3
 
@@ -33,8 +32,7 @@ class SyncGate:
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
-        self._wire = Wire(url, token)
-        self._transport = transport or httpx.HTTPTransport(proxy=environment_proxy(self._wire.base))
+        self._wire = SyncWire(url, token, transport)
 
     def __enter__(self) -> SyncGate:
         return self
@@ -45,7 +43,7 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        self._transport.close()
+        self._wire.close()
 
     def _send(
         self,
@@ -56,20 +54,15 @@ class SyncGate:
         params: dict[str, float] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
+        content = None if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                response = self._transport.handle_request(request)
-                try:
-                    content = response.read()
-                finally:
-                    response.close()
-                return checked(response.status_code, content)
-            except httpx.ConnectError as exc:
+                return checked(*self._wire.exchange(method, path, content, params, timeout))
+            except CONNECT_ERRORS as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
-            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
+            except SENT_ERRORS as exc:  # sent: the service may have acted, never resent here
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 

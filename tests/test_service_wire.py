@@ -1,18 +1,22 @@
 """The service's and the SDK's wire-level details: a response leaves in one write, a head
-without a body in the same turn still leaves, HEAD and streamed responses still work, and
-the SDK uses the proxy the environment names as httpx's client would."""
+without a body in the same turn still leaves, HEAD and streamed responses still work; the
+SDK sends a request in one write, retries only a refused connection, and uses the proxy the
+environment names as httpx's client would."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
-from phase24_sdk.calls import environment_proxy
+from phase24_sdk import GateConnectionError, connect, connect_sync
+from phase24_sdk.transport import _OneWrite, environment_proxy
 from service.server import _HeadWithBody
 from tests.service_fixtures import add_token, running_service
 
@@ -125,3 +129,90 @@ def test_the_sdk_uses_the_proxy_the_environment_names(monkeypatch: pytest.Monkey
     assert environment_proxy("http://gate.example:8724") is None
     assert environment_proxy("http://127.0.0.1:8724") is None
     assert environment_proxy("http://other.example") == "http://proxy.example:3128"
+
+
+class RecordingStream(httpcore.AsyncNetworkStream):
+    def __init__(self, answer: bytes) -> None:
+        self.writes: list[bytes] = []
+        self.answer = answer
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.writes.append(buffer)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        answer, self.answer = self.answer, b""
+        return answer
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_sdk_sends_a_request_in_one_write_at_the_first_read() -> None:
+    inner = RecordingStream(b"HTTP/1.1 200 OK\r\n")
+    stream = _OneWrite(inner)
+    await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+    await stream.write(b"{}")
+    await stream.write(b"")
+    assert inner.writes == []
+    assert await stream.read(65536) == b"HTTP/1.1 200 OK\r\n"
+    assert inner.writes == [b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"]
+    assert await stream.read(65536) == b"" and len(inner.writes) == 1  # nothing more to send
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_is_retried_and_a_broken_one_never_resent() -> None:
+    """Through httpcore's pool as through httpx before: refused -> 3 attempts, then
+    GateConnectionError; the connection closed after the request arrived -> one request,
+    GateConnectionError at once (the service may have acted)."""
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with connect_sync(nobody, "p24_x", agent="bot") as gate, pytest.raises(GateConnectionError, match="cannot reach"):
+        gate.propose("memory_search", {}, 0.9)
+
+    async def refused() -> None:
+        async with connect(nobody, "p24_x", agent="bot") as gate:
+            await gate.propose("memory_search", {}, 0.9)
+
+    with pytest.raises(GateConnectionError, match="cannot reach"):
+        asyncio.run(refused())
+
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    requests: list[bytes] = []
+
+    def hang_up() -> None:  # read each request whole, then close without answering
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                requests.append(data)
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        with connect_sync(url, "p24_x", agent="bot") as gate, pytest.raises(GateConnectionError, match="broke"):
+            gate.propose("memory_search", {"q": 1}, 0.9)
+        assert len(requests) == 1 and requests[0].startswith(b"POST /v1/proposals HTTP/1.1\r\n")
+        assert b"\r\nauthorization: bearer p24_x\r\n" in requests[0].lower()
+
+        async def broken() -> None:
+            async with connect(url, "p24_x", agent="bot") as gate:
+                await gate.propose("memory_search", {"q": 2}, 0.9)
+
+        with pytest.raises(GateConnectionError, match="broke"):
+            asyncio.run(broken())
+        assert len(requests) == 2 and b'"args":{"q":2}' in requests[1]
+    finally:
+        server.close()
