@@ -1,15 +1,17 @@
 """The gate service over HTTP: propose -> decision round trip on loopback.
 
 A real `phase24 serve --port 0` in a subprocess (journal on, WAL, synchronous=FULL, every
-output file written), a fresh output directory. Agents in this process (httpx, one
-keep-alive connection each) propose an auto-approved LOW read-only tool the service runs
-(`memory_search`, confidence 0.9: MOCK -> DRY_RUN -> LIVE, no approval) and long-poll its
-decision: one round trip = `POST /v1/proposals` (answered once the proposal is durably
-journaled) + `GET /v1/proposals/{id}?wait=10` (answered once decided, here COMPLETED LIVE).
-Timed with `time.perf_counter()` around the two requests, after a warm-up.
+output file written), a fresh output directory. Agents in client processes (one keep-alive
+connection each: a minimal HTTP/1.1 client, httpx, or the SDK) propose an auto-approved
+LOW read-only tool the service runs (`memory_search`, confidence 0.9: MOCK -> DRY_RUN ->
+LIVE, no approval) and get its decision: either `POST /v1/proposals` (answered once the
+proposal is durably journaled) + `GET /v1/proposals/{id}?wait=10` (answered once decided,
+here COMPLETED LIVE), or one `POST /v1/proposals?wait=10` (answered once decided) as the
+SDK's `gate.call` sends it. Timed with `time.perf_counter()` around the requests, after a
+warm-up of 20 per agent.
 
-At 1 agent the requests run one after another; at 50 agents 50 asyncio tasks share one
-client process (each its own connection), so the server and the client process share the
+At 1 agent the requests run one after another in one client process; at 50 agents, 5
+client processes run 10 asyncio agents each, so the service and the clients share the
 machine's 2 cores. Group commit is counted from the journal: fsynced transactions per
 round trip (the durable commits of proposals and LIVE barriers are grouped across agents).
 The service's CPU per round trip is its process's user+system time (/proc/PID/stat) over a
@@ -120,7 +122,8 @@ class HttpxAgent:
 
 
 class SdkAgent:
-    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S`, httpx underneath)."""
+    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S` through httpcore's
+    connection pool, httpx's transport layer: phase24_sdk/transport.py)."""
 
     def __init__(self, url: str, token: str, name: str) -> None:
         from phase24_sdk import connect
@@ -142,7 +145,7 @@ CLIENTS = {
     "raw": "minimal HTTP client, POST + GET ?wait",
     "raw1": "minimal HTTP client, one POST ?wait",
     "httpx": "httpx, POST + GET ?wait",
-    "sdk": "SDK gate.call (httpx, one POST ?wait)",
+    "sdk": "SDK gate.call (httpcore, one POST ?wait)",
 }
 
 
