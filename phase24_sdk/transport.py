@@ -166,6 +166,18 @@ def environment_proxy(url: str) -> str | None:
     return proxy
 
 
+def pool_options(url: str) -> dict[str, Any]:
+    """What httpx's client would give its pool: its default limits (100 connections, 20 kept
+    alive, idle ones dropped after 5 s, as the service drops them) and, for https, its TLS
+    context (certifi, or SSL_CERT_FILE / SSL_CERT_DIR)."""
+    return {
+        "max_connections": 100,
+        "max_keepalive_connections": 20,
+        "keepalive_expiry": 5.0,
+        "ssl_context": httpx.create_ssl_context() if url.startswith("https:") else None,
+    }
+
+
 class _Requests:
     """What every request of one client carries, built once: the base URL, the headers, the
     parsed URLs of the paths it asks (a few), the timeouts."""
@@ -231,7 +243,9 @@ class AsyncWire:
         self._pool: httpcore.AsyncConnectionPool | None = None
         self._transport: httpx.AsyncBaseTransport | None = None
         if transport is None and proxy is None:
-            self._pool = httpcore.AsyncConnectionPool(network_backend=OneWriteBackend())
+            self._pool = httpcore.AsyncConnectionPool(
+                **pool_options(self._requests.base), network_backend=OneWriteBackend()
+            )
         else:
             self._transport = transport or httpx.AsyncHTTPTransport(proxy=proxy)
 
@@ -269,7 +283,9 @@ class SyncWire:
         self._pool: httpcore.ConnectionPool | None = None
         self._transport: httpx.BaseTransport | None = None
         if transport is None and proxy is None:
-            self._pool = httpcore.ConnectionPool(network_backend=SyncOneWriteBackend())
+            self._pool = httpcore.ConnectionPool(
+                **pool_options(self._requests.base), network_backend=SyncOneWriteBackend()
+            )
         else:
             self._transport = transport or httpx.HTTPTransport(proxy=proxy)
 
