@@ -1,17 +1,22 @@
 """The gate service over HTTP: propose -> decision round trip on loopback.
 
 A real `phase24 serve --port 0` in a subprocess (journal on, WAL, synchronous=FULL, every
-output file written), a fresh output directory. Agents in this process (httpx, one
-keep-alive connection each) propose an auto-approved LOW read-only tool the service runs
-(`memory_search`, confidence 0.9: MOCK -> DRY_RUN -> LIVE, no approval) and long-poll its
-decision: one round trip = `POST /v1/proposals` (answered once the proposal is durably
-journaled) + `GET /v1/proposals/{id}?wait=10` (answered once decided, here COMPLETED LIVE).
-Timed with `time.perf_counter()` around the two requests, after a warm-up.
+output file written), a fresh output directory. Agents in client processes (one keep-alive
+connection each: a minimal HTTP/1.1 client, httpx, or the SDK) propose an auto-approved
+LOW read-only tool the service runs (`memory_search`, confidence 0.9: MOCK -> DRY_RUN ->
+LIVE, no approval) and get its decision: either `POST /v1/proposals` (answered once the
+proposal is durably journaled) + `GET /v1/proposals/{id}?wait=10` (answered once decided,
+here COMPLETED LIVE), or one `POST /v1/proposals?wait=10` (answered once decided) as the
+SDK's `gate.call` sends it. Timed with `time.perf_counter()` around the requests, after a
+warm-up of 20 per agent.
 
-At 1 agent the requests run one after another; at 50 agents 50 asyncio tasks share one
-client process (each its own connection), so the server and the client process share the
+At 1 agent the requests run one after another in one client process; at 50 agents, 5
+client processes run 10 asyncio agents each, so the service and the clients share the
 machine's 2 cores. Group commit is counted from the journal: fsynced transactions per
 round trip (the durable commits of proposals and LIVE barriers are grouped across agents).
+The service's CPU per round trip is its process's user+system time (/proc/PID/stat) over a
+level divided by the level's round trips (warm-up included in both); one event loop, so
+1000 / that is the most round trips per second the service can serve on one core.
 
     python -m benchmarks.service_roundtrip [--quick]
 """
@@ -117,7 +122,8 @@ class HttpxAgent:
 
 
 class SdkAgent:
-    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S`, httpx underneath)."""
+    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S` through httpcore's
+    connection pool, httpx's transport layer: phase24_sdk/transport.py)."""
 
     def __init__(self, url: str, token: str, name: str) -> None:
         from phase24_sdk import connect
@@ -139,7 +145,7 @@ CLIENTS = {
     "raw": "minimal HTTP client, POST + GET ?wait",
     "raw1": "minimal HTTP client, one POST ?wait",
     "httpx": "httpx, POST + GET ?wait",
-    "sdk": "SDK gate.call (httpx, one POST ?wait)",
+    "sdk": "SDK gate.call (httpcore, one POST ?wait)",
 }
 
 
@@ -179,12 +185,24 @@ async def child_run(url: str, tokens: list[tuple[str, str]], rounds: int, kind: 
     return times
 
 
-def measure_level(url: str, tokens: list[str], agents: int, processes: int, rounds: int, kind: str) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_level(
+    url: str, tokens: list[str], agents: int, processes: int, rounds: int, kind: str, service_pid: int
+) -> dict[str, Any]:
     """`agents` agents spread over `processes` client processes, `rounds` round trips in all."""
     per_agent = max(1, rounds // agents)
     named = [(f"agent{i}", tokens[i]) for i in range(agents)]
     groups = [named[p::processes] for p in range(processes)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cpu0 = cpu_seconds(service_pid)
     t0 = time.perf_counter()
     children = [
         subprocess.Popen(
@@ -203,6 +221,9 @@ def measure_level(url: str, tokens: list[str], agents: int, processes: int, roun
             raise RuntimeError(f"client process failed: {out[-2000:]}")
         times.extend(json.loads(out.strip().splitlines()[-1]))
     wall = time.perf_counter() - t0
+    cpu1 = cpu_seconds(service_pid)
+    served = (per_agent + 20) * agents  # the warm-up rounds are served too
+    service_ms = None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) * 1000.0 / served, 3)
     return {
         "agents": agents,
         "client": kind,
@@ -212,6 +233,7 @@ def measure_level(url: str, tokens: list[str], agents: int, processes: int, roun
         "p99_ms": round(percentile(times, 99), 3),
         "max_ms": round(max(times), 3),
         "round_trips_per_s_incl_startup": round(len(times) / wall, 1),
+        "service_cpu_ms_per_round_trip": service_ms,
     }
 
 
@@ -232,8 +254,8 @@ def measure(quick: bool) -> dict[str, Any]:
         operator, tokens = make_tokens(out, 50)
         proc, url = start_service(out)
         try:
-            levels = [measure_level(url, tokens, 1, 1, rounds, kind) for kind in CLIENTS]
-            levels += [measure_level(url, tokens, 50, 5, rounds * 5, kind) for kind in ("raw1", "sdk")]
+            levels = [measure_level(url, tokens, 1, 1, rounds, kind, proc.pid) for kind in CLIENTS]
+            levels += [measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid) for kind in ("raw1", "sdk")]
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
                 metrics = http.get("/metrics").text
         finally:
@@ -268,6 +290,19 @@ def run(quick: bool = False) -> dict[str, Any]:
                 f"{level['p50_ms']} / {level['p99_ms']} ms",
                 "p50 <= 2 ms",
                 level["p50_ms"] <= BAR_P50_MS,
+            )
+        )
+    cpu = [level["service_cpu_ms_per_round_trip"] for level in result["levels"]]
+    if all(ms is not None for ms in cpu):
+        names = " / ".join(f"{level['client']}@{level['agents']}" for level in result["levels"])
+        fastest = min(cpu)
+        bars.append(
+            bar(
+                NAME,
+                f"service CPU per round trip, {names} (one event loop: 1000 / it = round trips/s on one core)",
+                " / ".join(f"{ms}" for ms in cpu) + f" ms (1000 / the lowest: {1000 / fastest:,.0f} round trips/s)",
+                "(reported)",
+                None,
             )
         )
     return {"benchmark": NAME, **result, "bars": bars}

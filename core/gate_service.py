@@ -77,6 +77,17 @@ class _Proposal:
     waits_for: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until `event` is set or `timeout_s` has passed. In the waiting task itself, not in
+    a task of its own as `asyncio.wait_for` makes one: the decision wakes the request's own
+    task directly, one turn of the event loop instead of three."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 class GateService(Phase24Harness):
     """Consumes proposals until stopped; everything after intake is the plan runs' code."""
 
@@ -332,10 +343,7 @@ class GateService(Phase24Harness):
         if record is None:
             raise GateRequestRefused("not_found", f"no proposal {proposal_id!r}")
         if not record.decided.is_set() and timeout_s > 0:
-            try:
-                await asyncio.wait_for(record.decided.wait(), timeout_s)
-            except TimeoutError:
-                pass
+            await _wait_event(record.decided, timeout_s)
         if record.status.grant_id is not None and record.grant_status is None:
             # The grant is handed out only once its GrantIssued event is durable too.
             try:
@@ -348,10 +356,8 @@ class GateService(Phase24Harness):
         record = self._proposals.get(proposal_id)
         if record is None:
             raise GateRequestRefused("not_found", f"no proposal {proposal_id!r}")
-        try:
-            await asyncio.wait_for(record.finished.wait(), timeout_s)
-        except TimeoutError:
-            pass
+        if not record.finished.is_set():
+            await _wait_event(record.finished, timeout_s)
         return record.status.model_copy()
 
     def proposal_of_grant(self, grant_id: str) -> str | None:

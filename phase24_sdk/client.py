@@ -25,6 +25,7 @@ from phase24_sdk.calls import (
     proposal_body,
 )
 from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
+from phase24_sdk.transport import CONNECT_ERRORS, SENT_ERRORS, AsyncWire
 
 RETRIES = 3
 
@@ -32,16 +33,14 @@ RETRIES = 3
 class Gate:
     """One agent's connection to a gate service (async).
 
-    Requests go over one httpx client with keep-alive; `transport` replaces its transport
+    Requests go over httpcore's connection pool (one keep-alive connection; see
+    `phase24_sdk.transport`); `transport` sends them through that httpx transport instead
     (e.g. an in-process ASGI app).
     """
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.agent = agent
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-        )
+        self._wire = AsyncWire(url, token, transport)
 
     async def __aenter__(self) -> Gate:
         return self
@@ -52,7 +51,7 @@ class Gate:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._wire.aclose()
 
     async def _send(
         self,
@@ -65,18 +64,15 @@ class Gate:
     ) -> dict[str, Any]:
         # Only a request that never reached the service is retried (the same action_id
         # makes even a repeated proposal the same proposal).
-        content = b"" if body is None else dumps(body)
+        content = None if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                response = await self._http.request(
-                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
-                )
-                return checked(response.status_code, response.content)
-            except httpx.ConnectError as exc:
+                return checked(*await self._wire.exchange(method, path, content, params, timeout))
+            except CONNECT_ERRORS as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 await asyncio.sleep(0.1 * 2**attempt)
-            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
+            except SENT_ERRORS as exc:  # sent: the service may have acted, never resent here
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 

@@ -22,6 +22,7 @@ from phase24_sdk.calls import (
     proposal_body,
 )
 from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
+from phase24_sdk.transport import CONNECT_ERRORS, SENT_ERRORS, SyncWire
 
 RETRIES = 3
 
@@ -31,10 +32,7 @@ class SyncGate:
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0), transport=transport
-        )
+        self._wire = SyncWire(url, token, transport)
 
     def __enter__(self) -> SyncGate:
         return self
@@ -45,7 +43,7 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._wire.close()
 
     def _send(
         self,
@@ -56,18 +54,15 @@ class SyncGate:
         params: dict[str, float] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        content = b"" if body is None else dumps(body)
+        content = None if body is None else dumps(body)
         for attempt in range(RETRIES):
             try:
-                response = self._http.request(
-                    method, path, content=content or None, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT
-                )
-                return checked(response.status_code, response.content)
-            except httpx.ConnectError as exc:
+                return checked(*self._wire.exchange(method, path, content, params, timeout))
+            except CONNECT_ERRORS as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
-            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
+            except SENT_ERRORS as exc:  # sent: the service may have acted, never resent here
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 

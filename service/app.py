@@ -77,6 +77,15 @@ async def read_body(request: Request) -> bytes:
         raise ApiError(408, f"body not received within {BODY_TIMEOUT_S:g}s", "body") from None
 
 
+def json_model(model: BaseModel, status_code: int = 200, *, duplicate: bool | None = None) -> Response:
+    """A model as a JSON answer, serialised by pydantic in one step (the agents' hot path:
+    no dict, no copy, no second encoder); `duplicate` is added as the last field."""
+    body = model.model_dump_json().encode()
+    if duplicate is not None:
+        body = body[:-1] + (b',"duplicate":true}' if duplicate else b',"duplicate":false}')
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
 def _no_constants(name: str) -> Any:
     """NaN and Infinity are not JSON (and could not be answered back as JSON)."""
     raise ValueError(f"{name} is not a JSON number")
@@ -168,9 +177,9 @@ class GateApi:
         accepted = await self.service.submit(proposal)
         code = 200 if accepted.duplicate else 201
         if wait is None:
-            return JSONResponse(accepted.model_dump(), status_code=code)
+            return json_model(accepted, code)
         status = await self.service.wait(accepted.proposal_id, wait)
-        return JSONResponse(status.model_dump(mode="json") | {"duplicate": accepted.duplicate}, status_code=code)
+        return json_model(status, code, duplicate=accepted.duplicate)
 
     async def proposal(self, request: Request) -> Response:
         principal = self.principal(request)
@@ -181,7 +190,7 @@ class GateApi:
         wait = wait_seconds(request.query_params.get("wait", "0"))
         if wait > 0:
             status = await self.service.wait(proposal_id, wait)
-        return JSONResponse(status.model_dump(mode="json"))
+        return json_model(status)
 
     async def outcome(self, request: Request) -> Response:
         principal = self.require(request, lambda p: p.role == "agent", "report outcomes (agent tokens only)")
@@ -199,7 +208,7 @@ class GateApi:
         except Exception as exc:
             raise ApiError(503, f"the outcome could not be journaled: {exc}") from None
         final = await self.service.wait_finished(grant.proposal_id, 5.0)
-        return JSONResponse(final.model_dump(mode="json"))
+        return json_model(final)
 
     # -- operators ----------------------------------------------------------------------
 
