@@ -122,8 +122,8 @@ class HttpxAgent:
 
 
 class SdkAgent:
-    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S` through httpcore's
-    connection pool, httpx's transport layer: phase24_sdk/transport.py)."""
+    """The Python SDK: `gate.call(...)` (one `POST /v1/proposals?wait=S` handed straight to its
+    httpx transport: phase24_sdk/calls.py)."""
 
     def __init__(self, url: str, token: str, name: str) -> None:
         from phase24_sdk import connect
@@ -145,7 +145,7 @@ CLIENTS = {
     "raw": "minimal HTTP client, POST + GET ?wait",
     "raw1": "minimal HTTP client, one POST ?wait",
     "httpx": "httpx, POST + GET ?wait",
-    "sdk": "SDK gate.call (httpcore, one POST ?wait)",
+    "sdk": "SDK gate.call (httpx transport, one POST ?wait)",
 }
 
 

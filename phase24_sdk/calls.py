@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import inspect
 import json
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from phase24_sdk.errors import GateAuthError, GateHttpError
 
 Risk = Literal["LOW", "MEDIUM", "HIGH"]
 LONG_POLL_S = 30.0
+TIMEOUT_S = 10.0
+"""Connect, write and read timeout of a request that does not wait (a long-poll adds its wait)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,55 @@ def proposal_body(
 def dumps(body: dict[str, Any]) -> bytes:
     """Compact JSON (what `json=` would send, without its spaces)."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+class Wire:
+    """What the async and sync clients send with every request, built once per client.
+
+    The clients hand each request straight to their httpx transport (its connection pool
+    keeps one keep-alive connection): the client layer above it (URL merging, cookies,
+    redirects, auth flows, event hooks) is work a gate call never needs, done per request.
+    """
+
+    __slots__ = ("_timeouts", "_urls", "base", "headers")
+
+    def __init__(self, url: str, token: str) -> None:
+        self.base = url.rstrip("/")
+        self.headers = httpx.Headers(
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"}
+        )
+        self._timeouts: dict[float, dict[str, float | None]] = {}
+        self._urls: dict[str, httpx.URL] = {}
+
+    def request(
+        self, method: str, path: str, content: bytes | None, params: dict[str, float] | None, timeout: float | None
+    ) -> httpx.Request:
+        target = self.base + path
+        if params:
+            target += "?" + "&".join(f"{key}={value!r}" for key, value in params.items())
+        url = self._urls.get(target)
+        if url is None:
+            url = httpx.URL(target)
+            if len(self._urls) >= 64:  # a proposal's own URL (GET /v1/proposals/{id}) is used a few times at most
+                self._urls.clear()
+            self._urls[target] = url
+        seconds = timeout or TIMEOUT_S
+        timeouts = self._timeouts.get(seconds)
+        if timeouts is None:
+            timeouts = self._timeouts[seconds] = httpx.Timeout(seconds).as_dict()
+        return httpx.Request(method, url, headers=self.headers, content=content, extensions={"timeout": timeouts})
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY / ALL_PROXY, unless NO_PROXY
+    covers its host), as httpx's client would use it."""
+    parsed = httpx.URL(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    bypass: Callable[[str, dict[str, str]], bool] = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
+    if not proxy or bypass(parsed.host, proxies):
+        return None
+    return proxy
 
 
 def outcome_body(value: Any) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from phase24_sdk.calls import (
     GatedTool,
     GateResult,
     Risk,
+    Wire,
     checked,
     dumps,
+    environment_proxy,
     failure_body,
     gated_tool,
     granted_args,
@@ -25,7 +27,6 @@ from phase24_sdk.calls import (
     proposal_body,
 )
 from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
-from phase24_sdk.transport import CONNECT_ERRORS, SENT_ERRORS, AsyncWire
 
 RETRIES = 3
 
@@ -33,14 +34,14 @@ RETRIES = 3
 class Gate:
     """One agent's connection to a gate service (async).
 
-    Requests go over httpcore's connection pool (one keep-alive connection; see
-    `phase24_sdk.transport`); `transport` sends them through that httpx transport instead
-    (e.g. an in-process ASGI app).
+    Requests go over one httpx transport (httpcore's connection pool, one keep-alive
+    connection); `transport` replaces it (e.g. an in-process ASGI app).
     """
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.agent = agent
-        self._wire = AsyncWire(url, token, transport)
+        self._wire = Wire(url, token)
+        self._transport = transport or httpx.AsyncHTTPTransport(proxy=environment_proxy(self._wire.base))
 
     async def __aenter__(self) -> Gate:
         return self
@@ -51,7 +52,7 @@ class Gate:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._wire.aclose()
+        await self._transport.aclose()
 
     async def _send(
         self,
@@ -64,15 +65,20 @@ class Gate:
     ) -> dict[str, Any]:
         # Only a request that never reached the service is retried (the same action_id
         # makes even a repeated proposal the same proposal).
-        content = None if body is None else dumps(body)
+        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
         for attempt in range(RETRIES):
             try:
-                return checked(*await self._wire.exchange(method, path, content, params, timeout))
-            except CONNECT_ERRORS as exc:
+                response = await self._transport.handle_async_request(request)
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+                return checked(response.status_code, content)
+            except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 await asyncio.sleep(0.1 * 2**attempt)
-            except SENT_ERRORS as exc:  # sent: the service may have acted, never resent here
+            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 

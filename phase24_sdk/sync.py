@@ -14,15 +14,16 @@ from phase24_sdk.calls import (
     Contract,
     GatedTool,
     GateResult,
+    Wire,
     checked,
     dumps,
+    environment_proxy,
     failure_body,
     granted_args,
     outcome_body,
     proposal_body,
 )
 from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
-from phase24_sdk.transport import CONNECT_ERRORS, SENT_ERRORS, SyncWire
 
 RETRIES = 3
 
@@ -32,7 +33,8 @@ class SyncGate:
 
     def __init__(self, url: str, token: str, *, agent: str, transport: httpx.BaseTransport | None = None) -> None:
         self.agent = agent
-        self._wire = SyncWire(url, token, transport)
+        self._wire = Wire(url, token)
+        self._transport = transport or httpx.HTTPTransport(proxy=environment_proxy(self._wire.base))
 
     def __enter__(self) -> SyncGate:
         return self
@@ -43,7 +45,7 @@ class SyncGate:
         self.close()
 
     def close(self) -> None:
-        self._wire.close()
+        self._transport.close()
 
     def _send(
         self,
@@ -54,15 +56,20 @@ class SyncGate:
         params: dict[str, float] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        content = None if body is None else dumps(body)
+        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
         for attempt in range(RETRIES):
             try:
-                return checked(*self._wire.exchange(method, path, content, params, timeout))
-            except CONNECT_ERRORS as exc:
+                response = self._transport.handle_request(request)
+                try:
+                    content = response.read()
+                finally:
+                    response.close()
+                return checked(response.status_code, content)
+            except httpx.ConnectError as exc:
                 if attempt == RETRIES - 1:
                     raise GateConnectionError(f"cannot reach the gate service: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
-            except SENT_ERRORS as exc:  # sent: the service may have acted, never resent here
+            except httpx.TransportError as exc:  # sent: the service may have acted, never resent here
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 

@@ -55,65 +55,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _HeadWithBody:
-    """The connection's transport, as uvicorn's HTTP protocol writes to it, except that a
-    response's head is held until its body is written in the same turn of the event loop.
-
-    uvicorn writes the status line and headers (`http.response.start`) and the body
-    (`http.response.body`) in two writes: two segments, two wake-ups of the client, and the
-    client's HTTP parser gets the head alone. A Starlette response sends both in one step, so
-    they leave as one write; a head whose body does not follow in the same turn (a streamed
-    response, HEAD) leaves at the next turn. Everything else is the transport's own.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + bytes(data))
-        elif isinstance(data, bytes) and data.startswith(b"HTTP/") and data.endswith(b"\r\n\r\n"):
-            self._held = data
-            self._loop.call_soon(self.flush)
-        else:
-            self._transport.write(data)
-
-    def flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._held = None
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def http_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol writing through `_HeadWithBody` (uvicorn's default when
-    httptools is not installed)."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "auto"
-
-    class Protocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
-
-    return Protocol
-
-
 class _Server(uvicorn.Server):
     """uvicorn's server, with signals that stop the gate first and are not re-raised afterwards."""
 
@@ -229,7 +170,6 @@ async def run_http(
             # Nothing here reads the client's address; X-Forwarded-* from a local process is
             # not trusted either way, and the middleware is one more layer per request.
             proxy_headers=False,
-            http=http_protocol(),
             timeout_graceful_shutdown=10,
         ),
         on_exit=lambda: service.request_stop("service stopped by a signal"),

@@ -1,7 +1,6 @@
-"""The service's and the SDK's wire-level details: a response leaves in one write, a head
-without a body in the same turn still leaves, HEAD and streamed responses still work; the
-SDK sends a request in one write, retries only a refused connection, and uses the proxy the
-environment names as httpx's client would."""
+"""The service's and the SDK's wire-level details: HEAD, errors and streamed responses answer
+over a real socket; the SDK retries only a refused connection, never one that broke after the
+request was sent, and uses the proxy the environment names as httpx's client would."""
 
 from __future__ import annotations
 
@@ -9,70 +8,13 @@ import asyncio
 import socket
 import threading
 from pathlib import Path
-from typing import Any
 
-import httpcore
 import httpx
 import pytest
 
 from phase24_sdk import GateConnectionError, connect, connect_sync
-from phase24_sdk.transport import _OneWrite, environment_proxy
-from service.server import _HeadWithBody
+from phase24_sdk.calls import environment_proxy
 from tests.service_fixtures import add_token, running_service
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-
-HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
-
-
-async def test_a_head_and_its_body_written_in_one_turn_leave_as_one_write() -> None:
-    fake = FakeTransport()
-    wire = _HeadWithBody(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
-    wire.write(HEAD)
-    assert fake.writes == []
-    wire.write(b"{}")
-    assert fake.writes == [HEAD + b"{}"]
-    await asyncio.sleep(0)  # the scheduled flush finds nothing held
-    assert fake.writes == [HEAD + b"{}"]
-    assert wire.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the transport's
-
-
-async def test_a_head_alone_leaves_at_the_next_turn_and_close_flushes_first() -> None:
-    fake = FakeTransport()
-    wire = _HeadWithBody(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
-    wire.write(HEAD)  # e.g. a HEAD request's answer, or a streamed response's head
-    await asyncio.sleep(0)
-    assert fake.writes == [HEAD]
-    wire.write(b"data: 1\n\n")  # not a head: written at once
-    assert fake.writes == [HEAD, b"data: 1\n\n"]
-    wire.write(HEAD)
-    wire.close()
-    assert fake.writes[-1] == HEAD and fake.closed
-    wire.write(HEAD)
-    wire.abort()  # an abort drops what is held
-    await asyncio.sleep(0)
-    assert fake.writes[-1] == HEAD and len(fake.writes) == 3 and fake.aborted
 
 
 def raw_exchange(url: str, line: str) -> bytes:
@@ -131,34 +73,6 @@ def test_the_sdk_uses_the_proxy_the_environment_names(monkeypatch: pytest.Monkey
     assert environment_proxy("http://other.example") == "http://proxy.example:3128"
 
 
-class RecordingStream(httpcore.AsyncNetworkStream):
-    def __init__(self, answer: bytes) -> None:
-        self.writes: list[bytes] = []
-        self.answer = answer
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.writes.append(buffer)
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        answer, self.answer = self.answer, b""
-        return answer
-
-    async def aclose(self) -> None:
-        pass
-
-
-async def test_the_sdk_sends_a_request_in_one_write_at_the_first_read() -> None:
-    inner = RecordingStream(b"HTTP/1.1 200 OK\r\n")
-    stream = _OneWrite(inner)
-    await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
-    await stream.write(b"{}")
-    await stream.write(b"")
-    assert inner.writes == []
-    assert await stream.read(65536) == b"HTTP/1.1 200 OK\r\n"
-    assert inner.writes == [b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"]
-    assert await stream.read(65536) == b"" and len(inner.writes) == 1  # nothing more to send
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -166,7 +80,7 @@ def free_port() -> int:
 
 
 def test_a_refused_connection_is_retried_and_a_broken_one_never_resent() -> None:
-    """Through httpcore's pool as through httpx before: refused -> 3 attempts, then
+    """Through the SDK's httpx transport: refused -> 3 attempts, then
     GateConnectionError; the connection closed after the request arrived -> one request,
     GateConnectionError at once (the service may have acted)."""
     nobody = f"http://127.0.0.1:{free_port()}"
