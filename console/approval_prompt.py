@@ -525,6 +525,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
             self.close()
         elif self.request is not None and self._settle_on_resume == self.request.request_id:
             self.finish(None)
+        elif self.request is not None and not self.settled:
+            # Pushed for a request: draw it right after Screen's own handler has marked the
+            # whole screen for a repaint, not on the screen's next update tick (up to 1/60 s
+            # later, which was most of the time a pushed prompt took to appear).
+            self.call_next(self._draw_now)
 
     def finish(self, decision: ApprovalDecision | None) -> None:
         if self.settled:
