@@ -49,7 +49,10 @@ class GuardedStep:
         start = time.perf_counter()
         where = f"{call.action.tool} {self.step}"
         try:
-            result: object = await asyncio.wait_for(self.inner(call), self.timeout_s)
+            # asyncio.timeout, not wait_for: the step runs in this task (Python 3.11's
+            # wait_for wraps it in a task of its own, two more event-loop turns per step).
+            async with asyncio.timeout(self.timeout_s):
+                result: object = await self.inner(call)
         except TimeoutError:
             return self._failed(
                 start, f"{where} did not answer within {self.timeout_s:g}s", timed_out=True, unknown=True
