@@ -197,17 +197,16 @@ class _Step:
         # The SDK encodes the answer for the client anyway: it is encoded here only when a
         # cheap bound cannot show it is within the limit.
         bound = _size_bound(result)
-        output: dict[str, Any]
         if bound is not None and bound <= self.max_result_bytes:
             self.mailbox.put(call, "LIVE", result)
-            output = {"upstream_is_error": bool(result.is_error), "result_bytes_at_most": bound}
+            live: dict[str, Any] = {"upstream_is_error": bool(result.is_error), "result_bytes_at_most": bound}
         else:
             size = len(result.model_dump_json(by_alias=True, exclude_none=True))
             self.mailbox.put(
                 call, "LIVE", result if size <= self.max_result_bytes else TooLarge(size, self.max_result_bytes)
             )
-            output = {"upstream_is_error": bool(result.is_error), "result_bytes": size}
-        return ExecutionOutcome(success=True, duration_ms=0.0, output=output, simulated=False)
+            live = {"upstream_is_error": bool(result.is_error), "result_bytes": size}
+        return ExecutionOutcome(success=True, duration_ms=0.0, output=live, simulated=False)
 
 
 def binding_for(tool: GatewayTool, mailbox: Mailbox, max_result_bytes: int) -> ToolBinding:
