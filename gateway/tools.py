@@ -191,7 +191,9 @@ class _Step:
             self.mailbox.put(call, self.mode, output)
             return ExecutionOutcome(success=True, duration_ms=0.0, output=output, simulated=False)
         try:
-            result = await self.tool.upstream.call(self.tool.tool.name, call.args, self.tool.contract.timeout_seconds)
+            # No read timeout of the SDK's as well: the guard times this step at the
+            # contract's timeout (core/guard.py), which is the same limit.
+            result = await self.tool.upstream.call(self.tool.tool.name, call.args, None)
         except UpstreamDown as exc:
             raise EffectNotApplied(f"not sent: {exc}") from None
         # The SDK encodes the answer for the client anyway: it is encoded here only when a
