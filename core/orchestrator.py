@@ -181,12 +181,7 @@ class _PlanRun:
         return slot
 
     async def execute(self) -> None:
-        if len(self.queues) == 1:
-            # One agent (every one-action proposal): no task of its own to gather.
-            [(agent, actions)] = self.queues.items()
-            await self._agent(agent, actions)
-        else:
-            await asyncio.gather(*(self._agent(agent, actions) for agent, actions in self.queues.items()))
+        await asyncio.gather(*(self._agent(agent, actions) for agent, actions in self.queues.items()))
         failed = [c for c in self.contexts.values() if c.state is ExecutionState.ROLLBACK]
         if failed:
             await self._unwind(failed[0])
