@@ -7,8 +7,9 @@ alternately through each (interleaved, so both see the same machine load), after
 and reports p50 and p95 of each and the p50 the gateway adds (target: <= 1 ms).
 
 Every gateway call runs the full pipeline: MOCK and DRY_RUN steps, the LIVE step (its
-events committed to the journal first: a read-only call has no intent, but the barrier
-before LIVE is a durable commit), the plan result line and the health update.
+events committed to the journal first: a read-only call has no intent, and its barrier
+before LIVE is a commit without an fsync of its own, see README "Durability"), the plan
+result line, and health and learning signals (at most every 0.2 s while serving).
 
 To split the figure, two references run in the same session: a bare forwarding proxy
 written with the same SDK and no gate at all (`bare_proxy_*`: the cost of the second stdio

@@ -562,8 +562,7 @@ class ExecutionController:
     async def _go_live(
         self, ctx: ExecutionContext, live: ModeImplementation, retry: RetryPolicy | None, why: str
     ) -> ExecutionContext:
-        action_hash = ctx.action_hash()
-        if ctx.approval is not None and ctx.approval["action_hash"] != action_hash:
+        if ctx.approval is not None and ctx.approval["action_hash"] != ctx.action_hash():
             self.transition(ctx, S.LOCKED, "action changed after approval; approval does not cover it")
             return ctx
         effectful = not ctx.contract.read_only

@@ -22,7 +22,7 @@ MAX_ERROR_CHARS = 500
 class GuardedStep:
     """One step behind the guard. `effectful`: a failure may hide an effect (LIVE, not read-only)."""
 
-    __slots__ = ("effectful", "inner", "simulated", "step", "timeout_s")
+    __slots__ = ("effectful", "inner", "simulated", "step", "timed", "timeout_s")
 
     def __init__(
         self, inner: ModeImplementation | Compensation, step: str, timeout_s: float, effectful: bool, simulated: bool
@@ -32,6 +32,10 @@ class GuardedStep:
         self.timeout_s = timeout_s
         self.effectful = effectful
         self.simulated = simulated
+        # A step that declares itself bounded (`bounded = True`: it never waits longer than
+        # its own limit, which is below the contract's, e.g. the MCP gateway's MOCK and
+        # DRY_RUN) runs without the guard's timer; everything else the guard does still applies.
+        self.timed = not getattr(inner, "bounded", False)
 
     def _failed(self, start: float, error: str, *, timed_out: bool = False, unknown: bool = False) -> ExecutionOutcome:
         if len(error) > MAX_ERROR_CHARS:
@@ -49,7 +53,14 @@ class GuardedStep:
         start = time.perf_counter()
         where = f"{call.action.tool} {self.step}"
         try:
-            result: object = await asyncio.wait_for(self.inner(call), self.timeout_s)
+            result: object
+            if self.timed:
+                # asyncio.timeout, not wait_for: the step runs in this task (Python 3.11's
+                # wait_for wraps it in a task of its own, two more event-loop turns per step).
+                async with asyncio.timeout(self.timeout_s):
+                    result = await self.inner(call)
+            else:
+                result = await self.inner(call)
         except TimeoutError:
             return self._failed(
                 start, f"{where} did not answer within {self.timeout_s:g}s", timed_out=True, unknown=True

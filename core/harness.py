@@ -707,6 +707,13 @@ class Phase24Harness:
             executed = result.successful_executions + result.failed_executions
             actual = result.successful_executions / executed if executed else 0.0
             self.feedback_loop.record_validation(plan.plan_id, validation.predicted_success, actual)
+        self._emit_signals()
+        self._emit_health()
+        self._finish_plan(index, plan, result, "")
+        return result
+
+    def _emit_signals(self) -> None:
+        """The learning loop's new signals (after every plan), as events."""
         for signal in self.feedback_loop.generate_signals():
             self.bus.emit(
                 SignalEmitted,
@@ -717,9 +724,6 @@ class Phase24Harness:
                 confidence=signal.confidence,
                 target_phase=signal.target_phase,
             )
-        self._emit_health()
-        self._finish_plan(index, plan, result, "")
-        return result
 
     def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
         self.results.append(result)

@@ -148,6 +148,9 @@ class Journal:
         # Set after a commit with durable=False: the next durable commit must write (and so
         # fsync) even with nothing pending, or those earlier commits would stay unsynced.
         self._unsynced = False
+        #: The connection's synchronous setting: FULL (every commit fsynced) unless the last
+        #: commit was durable=False (NORMAL); `_transaction` sets it for each commit.
+        self._sync_full = True
         self._failure: str | None = None
         self._closed = False
         self._bus: EventBus | None = None
@@ -529,8 +532,11 @@ class Journal:
         conn = self._conn
         rows = self._pending
         try:
-            if not durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
+            if durable != self._sync_full:
+                # Switched only when it changes: a run of unsynced commits (the gateway's
+                # read-only calls) pays for no pragma, and a durable one always has FULL.
+                conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+                self._sync_full = durable
             conn.execute("BEGIN IMMEDIATE")
             if rows:
                 conn.executemany(_INSERT_RECORD, rows)
@@ -542,8 +548,6 @@ class Journal:
             if extra is not None:
                 extra(conn)
             conn.execute("COMMIT")
-            if not durable:
-                conn.execute("PRAGMA synchronous=FULL")
         except (sqlite3.Error, OSError) as exc:
             try:
                 if conn.in_transaction:

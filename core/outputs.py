@@ -80,6 +80,7 @@ class OutputWriter:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self._files: dict[str, IO[str]] = {}
+        self._dirty: set[IO[str]] = set()
         self.lines_written: dict[str, int] = dict.fromkeys(JSONL_FILES, 0)
 
     def open(self) -> None:
@@ -89,7 +90,9 @@ class OutputWriter:
 
     def _line(self, name: str, record: dict[str, Any] | str) -> None:
         """Append one line: a record to encode, or a line already encoded."""
-        self._files[name].write((record if isinstance(record, str) else _dumps(record)) + "\n")
+        fh = self._files[name]
+        fh.write((record if isinstance(record, str) else _dumps(record)) + "\n")
+        self._dirty.add(fh)
         self.lines_written[name] += 1
 
     def observe(self, event: Event) -> None:
@@ -180,8 +183,12 @@ class OutputWriter:
         self.flush()
 
     def flush(self) -> None:
-        for fh in self._files.values():
+        """Hand the lines written since the last flush to the operating system (only the
+        files that have new lines: a flush per call of each of five files costs)."""
+        dirty = self._dirty
+        for fh in list(dirty):
             fh.flush()
+            dirty.discard(fh)  # after the flush: a file that failed to flush is tried again
 
     def write_summaries(self, summary: dict[str, Any], conflicts: dict[str, Any], health: dict[str, Any]) -> None:
         self.flush()

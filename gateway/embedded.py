@@ -29,7 +29,9 @@ from core.events import (
     StateTransition,
     ToolExecuted,
 )
+from core.group_commit import GroupCommit
 from core.harness import RUN_RECORD, Phase24ExecutionConfig, Phase24Harness
+from core.orchestrator import OrchestrationResult
 from core.plans import PlannedAction, ToolExecutionPlan
 from core.run_dir_lock import RUN_DIR_LOCK
 from gateway.responses import refused, response
@@ -112,6 +114,21 @@ class GatewayHarness(Phase24Harness):
     _health_cache: dict[str, Any] | None = None
     _health_at = float("-inf")
     _sync_next = True
+    _in_flight = 0
+    _signals_at = float("-inf")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A call alone in the gateway commits at its barrier at once: nobody else could
+        # share that commit (with several calls in flight they still share one).
+        self.group = GroupCommit(self._commit_durably, alone=lambda: self._in_flight <= 1)
+
+    async def run_proposal(self, plan: ToolExecutionPlan) -> OrchestrationResult:
+        self._in_flight += 1
+        try:
+            return await super().run_proposal(plan)
+        finally:
+            self._in_flight -= 1
 
     def _emit_health(self) -> dict[str, Any]:
         now = self.clock.monotonic()
@@ -121,6 +138,15 @@ class GatewayHarness(Phase24Harness):
         self._health_at = now
         self._health_cache = super()._emit_health()
         return self._health_cache
+
+    def _emit_signals(self) -> None:
+        # The learning loop's analysis, like health, at most every health_min_interval_s
+        # while serving (it looks at every tool and mode: tens of microseconds a call).
+        now = self.clock.monotonic()
+        if self._serving and now - self._signals_at < self.config.health_min_interval_s:
+            return
+        self._signals_at = now
+        super()._emit_signals()
 
     def _open_durable_state(self) -> None:
         super()._open_durable_state()
@@ -157,6 +183,7 @@ class GatewayHarness(Phase24Harness):
 
     def _finish_run(self, start: Any, follower: Any, interrupted: bool) -> None:
         self._serving = False
+        self._emit_signals()  # the final analysis, whenever the last one was
         super()._finish_run(start, follower, interrupted)
 
 

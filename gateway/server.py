@@ -10,6 +10,7 @@ granted calls). Stdout is the protocol channel: every log line goes to stderr.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -20,6 +21,8 @@ from console.storage_failure import report_storage_failure
 from core.approval import PolicyGate
 from core.contracts import ToolContractRegistry
 from core.errors import JournalError, Phase24Error
+from core.gc_policy import run_gc_policy
+from core.harness import Phase24Harness
 from core.mcp_contracts import split_confidence
 from core.outputs import write_text_atomic
 from core.run_dir_lock import RunDirLock
@@ -79,6 +82,17 @@ def _record(cfg: GatewayConfig, opts: GatewayOptions, tools: list[GatewayTool]) 
 
 def _server(gateway: GatewayServer) -> Server[Any]:
     return Server("phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool)
+
+
+async def _serve_session(harness: Phase24Harness, server: Server[Any], out: Path) -> None:
+    async with harness.proposal_session():
+        if harness.unknown_outcomes:  # known once the session is open (the journal read)
+            log(
+                f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
+                f"gateway stopped during them); never sent again: check upstream. See {out}"
+            )
+        async with gateway_stdio() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 async def serve_attached(cfg: GatewayConfig, attach: AttachOptions) -> int:
@@ -141,14 +155,10 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
             server = _server(gateway)
             failure: BaseException | None = None
             try:
-                async with harness.proposal_session():
-                    if harness.unknown_outcomes:  # known once the session is open (the journal read)
-                        log(
-                            f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
-                            f"gateway stopped during them); never sent again: check upstream. See {opts.out}"
-                        )
-                    async with gateway_stdio() as (read_stream, write_stream):
-                        await server.run(read_stream, write_stream, server.create_initialization_options())
+                # As a plan run does: what exists at start (the SDK, pydantic's schemas) is
+                # frozen out of the collector's traversals, young collections are rarer.
+                with run_gc_policy():
+                    await _serve_session(harness, server, opts.out)
             except (OSError, JournalError) as exc:
                 failure = exc
             for upstream in upstreams:

@@ -159,8 +159,10 @@ class Upstream:
                 break
         return tools
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> types.CallToolResult:
-        """Forward one call. UpstreamDown: it was not sent. Anything else: it may have been."""
+    async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float | None) -> types.CallToolResult:
+        """Forward one call. UpstreamDown: it was not sent. Anything else: it may have been.
+
+        `timeout_s`: the SDK's read timeout, or None when the caller times the call itself."""
         session = self.session or await self.connected()
         try:
             result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
