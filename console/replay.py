@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from console import exit_codes
@@ -141,7 +142,11 @@ class ReplayConsole(OperatorConsole):
             text.append("PAUSED: p resumes, . steps one event", style="bold yellow")
         else:
             text.append("p pauses", style="dim")
-        self.query_one("#replay-bar", Readout).show(text)
+        try:
+            bar = self.query_one("#replay-bar", Readout)
+        except NoMatches:
+            return  # the app is closing (a last tick after its screen's widgets were removed)
+        bar.show(text)
 
     # -- keys: the replay's own, and the operator's commands refused ----------------------
 
