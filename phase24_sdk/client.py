@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from phase24_sdk import flows
 from phase24_sdk.calls import (
-    LONG_POLL_S,
     Contract,
     GatedTool,
     GateResult,
@@ -20,13 +19,9 @@ from phase24_sdk.calls import (
     checked,
     dumps,
     environment_proxy,
-    failure_body,
     gated_tool,
-    granted_args,
-    outcome_body,
-    proposal_body,
 )
-from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
+from phase24_sdk.errors import GateConnectionError
 
 RETRIES = 3
 
@@ -54,18 +49,11 @@ class Gate:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        params: dict[str, float] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
+    async def _send(self, step: flows.Send) -> dict[str, Any]:
         # Only a request that never reached the service is retried (the same action_id
         # makes even a repeated proposal the same proposal).
-        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
+        body = None if step.body is None else dumps(step.body)
+        request = self._wire.request(step.method, step.path, body, step.params, step.timeout)
         for attempt in range(RETRIES):
             try:
                 response = await self._transport.handle_async_request(request)
@@ -82,6 +70,27 @@ class Gate:
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 
+    async def _drive(self, flow: flows.Flow) -> Any:
+        """Run a flow (phase24_sdk/flows.py): send its requests, run its function, hand each
+        result back (an exception is thrown back into the flow where it asked)."""
+        result: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if isinstance(step, flows.Send):
+                    result = await self._send(step)
+                else:
+                    result = step.fn(**step.args)
+                    if asyncio.iscoroutine(result):
+                        result = await result
+            except Exception as exc:
+                error = exc
+
     async def propose(
         self,
         tool: str,
@@ -93,17 +102,8 @@ class Gate:
         contract: Contract | None = None,
         resource: str | None = None,
     ) -> str:
-        body = proposal_body(
-            self.agent,
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-        )
-        return str((await self._send("POST", "/v1/proposals", body))["proposal_id"])
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        return str(await self._drive(flows.propose(self.agent, proposal)))
 
     async def propose_and_wait(
         self,
@@ -119,43 +119,20 @@ class Gate:
     ) -> dict[str, Any]:
         """Propose and wait for the decision in one request (`POST /v1/proposals?wait=S`);
         a decision that takes longer than one long-poll goes on with `GET .../{id}?wait=S`."""
-        body = proposal_body(
-            self.agent,
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-        )
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
-        status = await self._send("POST", "/v1/proposals", body, params={"wait": first}, timeout=first + 10.0)
-        if status.get("decided"):
-            return status
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return await self.wait(str(status["proposal_id"]), left)
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        return dict(await self._drive(flows.propose_and_wait(self.agent, proposal, timeout_s)))
 
     async def status(self, proposal_id: str, wait_s: float = 0.0) -> dict[str, Any]:
-        return await self._send("GET", f"/v1/proposals/{proposal_id}", params={"wait": wait_s}, timeout=wait_s + 10.0)
+        return dict(await self._drive(flows.status(proposal_id, wait_s)))
 
     async def wait(self, proposal_id: str, timeout_s: float | None = None) -> dict[str, Any]:
         """Long-poll until the proposal is decided (or `timeout_s` passes: GateTimeout)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            left = LONG_POLL_S if deadline is None else min(LONG_POLL_S, deadline - time.monotonic())
-            status = await self.status(proposal_id, max(0.0, left))
-            if status.get("decided"):
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                raise GateTimeout(f"proposal {proposal_id} not decided within {timeout_s:g}s", status)
+        return dict(await self._drive(flows.wait(proposal_id, timeout_s)))
 
     async def report(
         self, grant_id: str, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": ok, "result": result, "error": error}
-        return await self._send("POST", f"/v1/grants/{grant_id}/outcome", body)
+        return dict(await self._drive(flows.report(grant_id, ok, result, error)))
 
     async def call(
         self,
@@ -175,35 +152,9 @@ class Gate:
         Raises GateDenied, GateExpired, GateLocked, GateUnknown or GateFailed when the call
         does not go ahead. A tool the service runs itself needs no `fn`: its result is returned.
         """
-        status = await self.propose_and_wait(
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-            timeout_s=decision_timeout_s,
-        )
-        proposal_id = str(status["proposal_id"])
-        raise_for_decision(status)
-        grant_id = status.get("grant_id")
-        if grant_id is None:
-            value = status.get("result") if status.get("executed_by") == "service" else None
-            return GateResult(proposal_id, status.get("mode"), str(status["decision"]), False, value, status)
-        if fn is None:
-            await self.report(grant_id, False, error="the caller gave no function to run")
-            raise ValueError(f"{tool} was granted LIVE but no function was given to run it")
-        try:
-            value = fn(**granted_args(status, args))
-            if asyncio.iscoroutine(value):
-                value = await value
-        except Exception as exc:
-            await self.report(grant_id, **failure_body(exc))
-            raise
-        final = await self.report(grant_id, **outcome_body(value))
-        raise_for_decision(final)
-        return GateResult(proposal_id, "LIVE", str(final["decision"]), True, value, final)
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        result: GateResult = await self._drive(flows.call(self.agent, proposal, fn, decision_timeout_s))
+        return result
 
     async def invoke(self, tool: GatedTool, confidence: float, **kwargs: Any) -> GateResult:
         """Run a `@gated_tool` function behind the gate."""

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from phase24_sdk import flows
 from phase24_sdk.calls import (
-    LONG_POLL_S,
     Contract,
     GatedTool,
     GateResult,
@@ -18,12 +18,8 @@ from phase24_sdk.calls import (
     checked,
     dumps,
     environment_proxy,
-    failure_body,
-    granted_args,
-    outcome_body,
-    proposal_body,
 )
-from phase24_sdk.errors import GateConnectionError, GateTimeout, raise_for_decision
+from phase24_sdk.errors import GateConnectionError
 
 RETRIES = 3
 
@@ -47,16 +43,9 @@ class SyncGate:
     def close(self) -> None:
         self._transport.close()
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        params: dict[str, float] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        request = self._wire.request(method, path, None if body is None else dumps(body), params, timeout)
+    def _send(self, step: flows.Send) -> dict[str, Any]:
+        body = None if step.body is None else dumps(step.body)
+        request = self._wire.request(step.method, step.path, body, step.params, step.timeout)
         for attempt in range(RETRIES):
             try:
                 response = self._transport.handle_request(request)
@@ -73,6 +62,25 @@ class SyncGate:
                 raise GateConnectionError(f"the connection to the gate service broke: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def _drive(self, flow: flows.Flow) -> Any:
+        """Run a flow (phase24_sdk/flows.py): send its requests, run its function, hand each
+        result back (an exception is thrown back into the flow where it asked)."""
+        result: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if isinstance(step, flows.Send):
+                    result = self._send(step)
+                else:
+                    result = step.fn(**step.args)
+            except Exception as exc:
+                error = exc
+
     def propose(
         self,
         tool: str,
@@ -84,17 +92,8 @@ class SyncGate:
         contract: Contract | None = None,
         resource: str | None = None,
     ) -> str:
-        body = proposal_body(
-            self.agent,
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-        )
-        return str(self._send("POST", "/v1/proposals", body)["proposal_id"])
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        return str(self._drive(flows.propose(self.agent, proposal)))
 
     def propose_and_wait(
         self,
@@ -108,42 +107,22 @@ class SyncGate:
         resource: str | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """As `Gate.propose_and_wait`: one request, then long-polls if it is not decided yet."""
-        body = proposal_body(
-            self.agent,
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-        )
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        first = LONG_POLL_S if timeout_s is None else max(0.0, min(LONG_POLL_S, timeout_s))
-        status = self._send("POST", "/v1/proposals", body, params={"wait": first}, timeout=first + 10.0)
-        if status.get("decided"):
-            return status
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self.wait(str(status["proposal_id"]), left)
+        """Propose and wait for the decision in one request (`POST /v1/proposals?wait=S`);
+        a decision that takes longer than one long-poll goes on with `GET .../{id}?wait=S`."""
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        return dict(self._drive(flows.propose_and_wait(self.agent, proposal, timeout_s)))
 
     def status(self, proposal_id: str, wait_s: float = 0.0) -> dict[str, Any]:
-        return self._send("GET", f"/v1/proposals/{proposal_id}", params={"wait": wait_s}, timeout=wait_s + 10.0)
+        return dict(self._drive(flows.status(proposal_id, wait_s)))
 
     def wait(self, proposal_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            left = LONG_POLL_S if deadline is None else min(LONG_POLL_S, deadline - time.monotonic())
-            status = self.status(proposal_id, max(0.0, left))
-            if status.get("decided"):
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                raise GateTimeout(f"proposal {proposal_id} not decided within {timeout_s:g}s", status)
+        """Long-poll until the proposal is decided (or `timeout_s` passes: GateTimeout)."""
+        return dict(self._drive(flows.wait(proposal_id, timeout_s)))
 
     def report(
         self, grant_id: str, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
     ) -> dict[str, Any]:
-        return self._send("POST", f"/v1/grants/{grant_id}/outcome", {"ok": ok, "result": result, "error": error})
+        return dict(self._drive(flows.report(grant_id, ok, result, error)))
 
     def call(
         self,
@@ -158,34 +137,14 @@ class SyncGate:
         action_id: str | None = None,
         decision_timeout_s: float | None = None,
     ) -> GateResult:
-        """As `Gate.call`: `fn(**args)` runs only on a LIVE grant; denials raise."""
-        status = self.propose_and_wait(
-            tool,
-            args,
-            confidence,
-            plan_id=plan_id,
-            action_id=action_id,
-            contract=contract,
-            resource=resource,
-            timeout_s=decision_timeout_s,
-        )
-        proposal_id = str(status["proposal_id"])
-        raise_for_decision(status)
-        grant_id = status.get("grant_id")
-        if grant_id is None:
-            value = status.get("result") if status.get("executed_by") == "service" else None
-            return GateResult(proposal_id, status.get("mode"), str(status["decision"]), False, value, status)
-        if fn is None:
-            self.report(grant_id, False, error="the caller gave no function to run")
-            raise ValueError(f"{tool} was granted LIVE but no function was given to run it")
-        try:
-            value = fn(**granted_args(status, args))
-        except Exception as exc:
-            self.report(grant_id, **failure_body(exc))
-            raise
-        final = self.report(grant_id, **outcome_body(value))
-        raise_for_decision(final)
-        return GateResult(proposal_id, "LIVE", str(final["decision"]), True, value, final)
+        """Propose, wait for the decision, run `fn(**args)` only on a LIVE grant, report its outcome.
+
+        Raises GateDenied, GateExpired, GateLocked, GateUnknown or GateFailed when the call
+        does not go ahead. A tool the service runs itself needs no `fn`: its result is returned.
+        """
+        proposal = flows.Proposal(tool, args, confidence, plan_id, action_id, contract, resource)
+        result: GateResult = self._drive(flows.call(self.agent, proposal, fn, decision_timeout_s))
+        return result
 
     def invoke(self, tool: GatedTool, confidence: float, **kwargs: Any) -> GateResult:
         if tool.is_async:

@@ -4,10 +4,12 @@ distinct exception per way a call ends without running."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from phase24_sdk import (
@@ -181,3 +183,76 @@ def test_an_operator_edit_is_what_the_sdk_runs(tmp_path: Path) -> None:
         editor.join()
         assert (result.ran, result.decision) == (True, "approved")
         assert ran == ["wire 2"]  # the approved (edited) arguments, never the proposed 500
+
+
+Seen = list[tuple[str, str, dict[str, Any]]]
+
+
+def _scripted_gate(answers: dict[str, dict[str, Any]], seen: Seen) -> httpx.MockTransport:
+    """A stand-in service (httpx's MockTransport): a canned JSON answer per path, every request kept."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        seen.append((request.method, request.url.path, body))
+        return httpx.Response(200, json=answers[request.url.path])
+
+    return httpx.MockTransport(handle)
+
+
+GRANTED = {"proposal_id": "p1", "decided": True, "decision": "approved", "mode": "LIVE", "grant_id": "g1"}
+
+
+def test_both_clients_report_a_failing_function_and_reraise_it() -> None:
+    """The flow both clients drive (phase24_sdk/flows.py): a function that raises on a LIVE
+    grant is reported to the gate as failed, with its error, and the error reaches the caller."""
+    answers = {"/v1/proposals": GRANTED, "/v1/grants/g1/outcome": {**GRANTED, "decision": "failed"}}
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    seen: Seen = []
+    with connect_sync("http://gate.test", "p24_x", agent="bot") as gate:
+        gate._transport = _scripted_gate(answers, seen)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            gate.call("crm_write", {"n": 1}, 0.9, broken)
+    assert [(m, p) for m, p, _ in seen] == [("POST", "/v1/proposals"), ("POST", "/v1/grants/g1/outcome")]
+    assert seen[1][2]["ok"] is False and "disk on fire" in seen[1][2]["error"]
+
+    async def run_async() -> None:
+        async with connect("http://gate.test", "p24_x", agent="bot", transport=_scripted_gate(answers, seen)) as gate:
+            with pytest.raises(RuntimeError, match="disk on fire"):
+                await gate.call("crm_write", {"n": 1}, 0.9, broken)
+
+    seen.clear()
+    asyncio.run(run_async())
+    assert [(m, p) for m, p, _ in seen] == [("POST", "/v1/proposals"), ("POST", "/v1/grants/g1/outcome")]
+    assert seen[1][2]["ok"] is False and "disk on fire" in seen[1][2]["error"]
+
+
+def test_both_clients_run_the_granted_arguments_and_report_the_result() -> None:
+    edited = {**GRANTED, "grant_args": {"n": 2}}
+    answers = {"/v1/proposals": edited, "/v1/grants/g1/outcome": {**GRANTED, "decision": "approved"}}
+    ran: list[dict[str, Any]] = []
+
+    def fn(**kwargs: Any) -> dict[str, Any]:
+        ran.append(kwargs)
+        return {"done": kwargs["n"]}
+
+    seen: Seen = []
+    with connect_sync("http://gate.test", "p24_x", agent="bot") as gate:
+        gate._transport = _scripted_gate(answers, seen)
+        result = gate.call("crm_write", {"n": 1}, 0.9, fn)
+    assert result.ran and result.value == {"done": 2} and ran == [{"n": 2}]
+    assert seen[1][2] == {"ok": True, "result": {"done": 2}, "error": None}
+
+    async def coroutine_fn(**kwargs: Any) -> dict[str, Any]:
+        return fn(**kwargs)
+
+    async def run_async() -> Any:
+        async with connect("http://gate.test", "p24_x", agent="bot", transport=_scripted_gate(answers, seen)) as gate:
+            return await gate.call("crm_write", {"n": 1}, 0.9, coroutine_fn)
+
+    seen.clear()
+    result = asyncio.run(run_async())
+    assert result.ran and result.value == {"done": 2} and ran == [{"n": 2}, {"n": 2}]
+    assert seen[1][2] == {"ok": True, "result": {"done": 2}, "error": None}
