@@ -206,12 +206,11 @@ class ApprovalModal(ModalScreen[ApprovalDecision | None]):
 
     async def warm_up(self) -> None:
         """Lay out and render the prompt once off screen, before any request, so that the
-        first request's prompt costs what every later one does. Sets `ready` when done.
+        first request's prompt does not also pay for the prompt's first layout and first
+        texts (it still pays for being pushed over the main screen, as any pushed prompt
+        does). Sets `ready` when done.
 
-        Laid out and drawn for the first time when the first request arrives, the prompt took
-        two to four times as long to appear as the ones after it: every widget's first
-        layout and first text, Textual's caches of styles and colours, the dimmed main screen
-        behind it. Here that work is done with a sample request that is rendered into the
+        That work is done here with a sample request that is rendered into the
         prompt's own compositor and thrown away: it never reaches the terminal, is never the
         prompt's request and can never be answered (the console puts no request on the prompt
         before `ready`). Textual 8.2.8 internals (pinned).
