@@ -337,7 +337,9 @@ ErrorHandler = Callable[[Subscriber, BaseException], None]
 class EventBus:
     """In-process publish/subscribe with a run-wide sequence number.
 
-    Subscribers are called synchronously, in subscription order, on the core's thread.
+    Subscribers are called synchronously, in subscription order, on the core's thread. A
+    subscriber may name the event classes it reads (`kinds`): it is then called for those
+    only, and the bus routes each class to its subscribers once, not per event.
     A subscriber that raises does not stop the others: the error goes to `on_error`
     (the harness locks the system there: storage failures fail closed).
     Barriers are awaited before anything irreversible happens (the durable journal
@@ -348,7 +350,8 @@ class EventBus:
         self.clock = clock
         self.run_id = run_id
         self._seq = 0
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, tuple[type[Event], ...] | None]] = []
+        self._routes: dict[type[Event], tuple[Subscriber, ...]] = {}
         self._barriers: list[Barrier] = []
         self.on_error: ErrorHandler | None = None
         self._dispatching = False
@@ -367,14 +370,24 @@ class EventBus:
         """Continue numbering after `seq` (used when resuming a journalled run)."""
         self._seq = max(self._seq, seq)
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, kinds: tuple[type[Event], ...] | None = None) -> Callable[[], None]:
+        """Call `subscriber` with every event, or with the events of `kinds` (and their
+        subclasses) only. Returns the unsubscribe function."""
+        entry = (subscriber, kinds)
+        self._subscribers.append(entry)
+        self._routes = {}
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+                self._routes = {}
 
         return unsubscribe
+
+    def _route(self, cls: type[Event]) -> tuple[Subscriber, ...]:
+        route = tuple(fn for fn, kinds in self._subscribers if kinds is None or issubclass(cls, kinds))
+        self._routes[cls] = route
+        return route
 
     def add_barrier(self, barrier: Barrier) -> None:
         self._barriers.append(barrier)
@@ -401,7 +414,10 @@ class EventBus:
         return event
 
     def _deliver(self, event: Event) -> None:
-        for subscriber in self._subscribers:
+        route = self._routes.get(type(event))
+        if route is None:
+            route = self._route(type(event))
+        for subscriber in route:
             try:
                 subscriber(event)
             except Exception as exc:

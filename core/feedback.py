@@ -229,6 +229,9 @@ class FeedbackLoop:
             self._mismatch_count += 1
             self._mismatches.append(_Validation(self._mismatch_count, plan_id, predicted, actual))
 
+    #: The event classes `observe` reads (the bus routes only these to it).
+    OBSERVES: tuple[type[Event], ...] = (ToolExecuted, ConflictDetected, ConflictResolved)
+
     def observe(self, event: Event) -> None:
         """Event-bus subscriber: tool outcomes and conflicts (each conflict counted once)."""
         if isinstance(event, ToolExecuted):

@@ -208,11 +208,11 @@ class Phase24Harness:
         self._run_over = False
         self._journal_live = False
         self._stop_holding = self.bus.subscribe(self._hold_before_start)
-        self.bus.subscribe(self.monitor.observe)
-        self.bus.subscribe(self.feedback_loop.observe)
-        self.bus.subscribe(self._count_executions)
+        self.bus.subscribe(self.monitor.observe, self.monitor.OBSERVES)
+        self.bus.subscribe(self.feedback_loop.observe, self.feedback_loop.OBSERVES)
+        self.bus.subscribe(self._count_executions, (ToolExecuted, ApprovalDecided, RollbackPerformed))
         if self.writer is not None:
-            self.bus.subscribe(self.writer.observe)
+            self.bus.subscribe(self.writer.observe, self.writer.OBSERVES)
         self.bus.on_error = self._subscriber_failed
         self.controller.on_storage_failure = self._storage_failed
         self.lock_state = SystemLockState(self.config.state_dir, self.clock)

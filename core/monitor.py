@@ -195,6 +195,9 @@ class ExecutionMonitor:
         self.approved_live_executions += 1
         self.approved_live_successes += int(success)
 
+    #: The event classes `observe` reads (the bus routes only these to it).
+    OBSERVES: tuple[type[Event], ...] = (ToolExecuted, ConflictDetected, RollbackPerformed, ApprovalDecided)
+
     def observe(self, event: Event) -> None:
         """Event-bus subscriber feeding the counters above."""
         if isinstance(event, ToolExecuted):

@@ -95,6 +95,18 @@ class OutputWriter:
         self._dirty.add(fh)
         self.lines_written[name] += 1
 
+    #: The event classes `observe` writes (the bus routes only these to it).
+    OBSERVES: tuple[type[Event], ...] = (
+        StateTransition,
+        RollbackPerformed,
+        SignalEmitted,
+        ApprovalDecided,
+        SystemLocked,
+        SystemUnlocked,
+        RunPaused,
+        RunResumed,
+    )
+
     def observe(self, event: Event) -> None:
         if not self._files:
             return
