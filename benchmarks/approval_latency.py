@@ -270,14 +270,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     bars = [
         bar(
             NAME,
-            f"request -> modal on screen, p50/p95/max (n={screen['n']})",
+            f"request -> modal on screen, p50/p95/max (n={screen['n']}; incl. waiting for the answer to the prompt"
+            " before it, whose arming delay alone is 0.6 s)",
             f"{screen['p50_ms']} / {screen['p95_ms']} / {screen['max_ms']} ms",
-            "p95 <= 20 ms",
-            screen["n"] > 0 and screen["p95_ms"] <= BAR_MS,
+            "(reported)",
+            None,
         ),
         bar(
             NAME,
-            "  same, from when it could be shown (not queued behind another modal)",
+            "request -> modal on screen, from when it could be shown (not queued behind another prompt)",
             f"{ready['p50_ms']} / {ready['p95_ms']} / {ready['max_ms']} ms",
             "p95 <= 20 ms",
             ready["n"] > 0 and ready["p95_ms"] <= BAR_MS,
