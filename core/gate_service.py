@@ -129,6 +129,7 @@ class GateService(Phase24Harness):
         self._finished: deque[str] = deque()
         self._health_cache: dict[str, Any] = {}
         self._health_at = float("-inf")
+        self._signals_at = float("-inf")
         self.retain_finished = RETAIN_FINISHED
         self.bus.subscribe(self._track)
 
@@ -157,6 +158,7 @@ class GateService(Phase24Harness):
             self.approvals.cancel_pending(reason)
             self.grants.expire_all(f"{reason} before the outcome was reported")
             await asyncio.wait(self._tasks, timeout=0.05)
+        self._emit_signals()  # the final analysis, whenever the last one was
         self.feed.close()
         return False
 
@@ -177,6 +179,15 @@ class GateService(Phase24Harness):
         self._health_at = now
         self._health_cache = super()._emit_health()
         return self._health_cache
+
+    def _emit_signals(self) -> None:
+        """The learning loop's analysis, like health, at most every `health_min_interval_s`
+        while serving (it looks at every tool and mode); the final one always."""
+        now = self.clock.monotonic()
+        if self.accepting and now - self._signals_at < self.config.health_min_interval_s:
+            return
+        self._signals_at = now
+        super()._emit_signals()
 
     # -- intake -----------------------------------------------------------------------
 

@@ -265,3 +265,41 @@ async def test_an_operator_edit_runs_the_edited_arguments_and_deny_and_stop_stop
     assert later.state == "ABORTED" and "stopped" in later.reason
     other = await service.wait((await service.submit(proposal("memory_search", agent="a3"))).proposal_id, 2)
     assert other.state == "COMPLETED"
+
+
+async def test_the_learning_analysis_runs_at_most_every_interval_while_serving_and_once_at_stop(
+    tmp_path: Path,
+) -> None:
+    from core.clock import ManualClock
+
+    clock = ManualClock()
+    svc = GateService(Phase24ExecutionConfig(output_dir=tmp_path / "out"), clock=clock)
+    analyses: list[float] = []
+    generate = svc.feedback_loop.generate_signals
+
+    def counted() -> list:  # type: ignore[type-arg]
+        analyses.append(clock.monotonic())
+        return generate()
+
+    svc.feedback_loop.generate_signals = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(svc.serve())
+    await svc.started.wait()
+
+    async def finished(count: int) -> None:  # a proposal's "plan" ends a little after its decision
+        for _ in range(200):
+            if len(svc.statuses) >= count:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"{len(svc.statuses)} plans finished, expected {count}")
+
+    for i in range(5):
+        await svc.wait((await svc.submit(proposal(args={"i": i}))).proposal_id, 2)
+        await finished(i + 1)
+    assert len(analyses) == 1  # the first proposal's; the next four fall within the interval
+    clock.advance(svc.config.health_min_interval_s)
+    await svc.wait((await svc.submit(proposal(args={"i": 5}))).proposal_id, 2)
+    await finished(6)
+    assert len(analyses) == 2
+    svc.request_stop("test over")
+    await task
+    assert len(analyses) == 3  # the final analysis at stop
