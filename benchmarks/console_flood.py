@@ -59,10 +59,10 @@ PAUSE_HOLD_S = 0.03
 LOCK_AT = 0.95
 SYNTHETIC_EVENTS = 1_000_000
 CHUNK = 10_000
-BAR_KEY_P95_MS = 50.0
+BAR_KEY_P95_MS = 15.0  # issue 17 (was 50 ms before it)
 BAR_LOCK_MS = 50.0
 BAR_RSS_MB = 250.0
-BAR_WALL_RATIO = 1.5
+BAR_WALL_RATIO = 1.3  # issue 17 (was 1.5x before it)
 
 
 def _harness(plan_path: Path, out: Path, gate: Any = None) -> Any:
@@ -251,6 +251,8 @@ async def _console(plan_path: Path, expected_events: int, out: Path, keys: bool)
         injector = threading.Thread(target=inject, name="bench-keys", daemon=True)
         if keys:
             injector.start()
+        # The core starts once the console has warmed its approval prompt up (a few frames).
+        await _wait_until(lambda: app.core_worker is not None, 30)
         worker = app.core_worker
         assert worker is not None
         await _wait_until(lambda: worker.state in (WorkerState.SUCCESS, WorkerState.ERROR), 900)
@@ -494,7 +496,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             NAME,
             f"{label} plan: key->handler latency p50 / p95 / max ({console['key_presses']} keys)",
             f"{console['key_p50_ms']:.1f} / {console['key_p95_ms']:.1f} / {console['key_max_ms']:.1f} ms",
-            "p95 <= 50 ms",
+            f"p95 <= {BAR_KEY_P95_MS:g} ms",
             console["key_p95_ms"] <= BAR_KEY_P95_MS,
         ),
         bar(
@@ -532,7 +534,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"{label} plan: wall time console / headless",
             f"{ratio:.2f}x ({clean['wall_s']:.1f} s vs {headless['run_s']:.1f} s; core in the worker "
             f"{clean['core_run_s']} s)",
-            "<= 1.5x",
+            f"<= {BAR_WALL_RATIO:g}x",
             ratio <= BAR_WALL_RATIO,
         ),
         bar(
