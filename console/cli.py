@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console import exit_codes
-from console.console_options import add_console_options
+from console.console_options import add_arm_delay_option, add_console_options
 from console.lock_cli import add_lock_commands, add_state_dir_option
 
 DESCRIPTION = "Phase 24 operator console: multi-agent tool orchestration with MOCK -> DRY_RUN -> LIVE escalation."
@@ -112,14 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch = sub.add_parser("console", help="run plans in the live operator console")
     _add_run_options(watch, plans_required=False)
-    watch.add_argument(
-        "--arm-delay",
-        type=_arm_delay,
-        default=None,
-        metavar="S",
-        help="seconds an approval prompt must be on screen, with no answer key pressed, before it accepts one"
-        " (default 0.6, at least 0.3)",
-    )
+    add_arm_delay_option(watch)
     watch.add_argument("--attach", metavar="URL", help="attach to a running `phase24 serve` instead of running plans")
     watch.add_argument("--token", help="the token for --attach (default: $PHASE24_TOKEN)")
     watch.add_argument("--read-only", action="store_true", help="with --attach: watch only ([RO], no command keys)")
@@ -174,16 +167,6 @@ def _speed(text: str) -> float:
     from console.replay import speed_value
 
     return speed_value(text)
-
-
-def _arm_delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0.3 <= value <= 10:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"expected 0.3 to 10 seconds, got {text!r}")
-    return value
 
 
 class BadInput(Exception):

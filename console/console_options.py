@@ -41,6 +41,27 @@ def apply_console_options(app: Any, args: argparse.Namespace, keymap: dict[str, 
     app.notice.desktop = bool(getattr(args, "desktop_notify", False))
 
 
+def add_arm_delay_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--arm-delay",
+        type=arm_delay_seconds,
+        default=None,
+        metavar="S",
+        help="seconds an approval prompt must be on screen, with no answer key pressed, before it accepts one"
+        " (default 0.6, at least 0.3)",
+    )
+
+
+def arm_delay_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0.3 <= value <= 10:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected 0.3 to 10 seconds, got {text!r}")
+    return value
+
+
 def arm_delay_of(args: argparse.Namespace) -> float:
     """`--arm-delay`, or the default (the console's own: at least 0.3 s, checked by the parser)."""
     from console.approval_prompt import DEFAULT_ARM_DELAY_S

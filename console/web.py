@@ -92,6 +92,7 @@ class WebOptions:
     keys: Path | None = None
     no_bell: bool = False
     desktop_notify: bool = False
+    arm_delay: float | None = None
 
     def serve_options(self) -> ServeOptions:
         return ServeOptions(
@@ -110,6 +111,7 @@ def console_command(api_url: str, options: WebOptions) -> str:
     given = ["--keys", str(options.keys.resolve())] if options.keys is not None else []
     given += ["--no-bell"] if options.no_bell else []
     given += ["--desktop-notify"] if options.desktop_notify else []
+    given += ["--arm-delay", repr(options.arm_delay)] if options.arm_delay is not None else []
     # exec: the shell becomes the console, so the process textual-serve stops (or kills) is the console itself.
     return "exec " + shlex.join([sys.executable, "-m", "console.web", "--attach", api_url, *given])
 
@@ -118,17 +120,25 @@ def browser_console(argv: list[str]) -> int:
     """One browser's console process: `phase24 console --attach URL` with the web gate's keys
     file, and the operator's token from `PHASE24_TOKEN`."""
     from console.app import OperatorConsole
-    from console.console_options import add_console_options, apply_console_options, load_console_keymap
+    from console.console_options import (
+        add_arm_delay_option,
+        add_console_options,
+        apply_console_options,
+        arm_delay_of,
+        load_console_keymap,
+    )
     from console.remote import AttachError, attached_app
     from core.inert import inert
 
     parser = argparse.ArgumentParser(prog="phase24 console --web (one browser's console)")
     parser.add_argument("--attach", required=True, metavar="URL")
     add_console_options(parser)
+    add_arm_delay_option(parser)
     args = parser.parse_args(argv)
     keymap = load_console_keymap(args, OperatorConsole)
     try:
-        app = attached_app(args.attach, os.environ.get("PHASE24_TOKEN", ""), read_only=False)
+        token = os.environ.get("PHASE24_TOKEN", "")
+        app = attached_app(args.attach, token, read_only=False, arm_delay=arm_delay_of(args))
     except AttachError as exc:
         sys.stderr.write(f"phase24: error: {inert(str(exc), 2000)}\n")
         return exit_codes.BAD_INPUT
@@ -457,8 +467,6 @@ def run_web(args: argparse.Namespace) -> int:
     for given, name in ((args.attach, "--attach"), (args.token, "--token"), (args.read_only, "--read-only")):
         if given:
             raise ConfigError(f"--web: not with {name} (it serves its own gate; each browser logs in with its token)")
-    if args.arm_delay is not None:
-        raise ConfigError("--arm-delay: not with --web (a browser's console is an attached one: the default delay)")
     from console.app import OperatorConsole
     from console.console_options import load_console_keymap
     from console.keymap import KeymapError
@@ -479,6 +487,7 @@ def run_web(args: argparse.Namespace) -> int:
         keys=args.keys,
         no_bell=args.no_bell,
         desktop_notify=args.desktop_notify,
+        arm_delay=args.arm_delay,
     )
     from service.cli import loop_factory
 

@@ -346,3 +346,21 @@ def test_web_refuses_a_remote_host_a_plan_a_bad_keys_file_and_a_busy_port(tmp_pa
         busy = phase24("console", "--web", "--port", port, "--api-port", "0", "--out", str(tmp_path / "d"))
         assert gate.stop() == 0
     assert busy.returncode == 2 and "--port" in busy.stderr and "Traceback" not in busy.stderr
+
+
+def test_each_browser_console_takes_the_gates_arm_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`console --web --arm-delay S` hands S to every browser's console process, whose parser
+    checks it like the terminal console's (0.3 to 10 s)."""
+    import shlex
+
+    from console.web import WebOptions, browser_console, console_command
+
+    command = shlex.split(console_command("http://127.0.0.1:9", WebOptions(arm_delay=1.5, no_bell=True)))
+    assert command[command.index("--arm-delay") + 1] == "1.5" and "--no-bell" in command
+    assert "--arm-delay" not in console_command("http://127.0.0.1:9", WebOptions())
+    with pytest.raises(SystemExit) as refused:
+        browser_console(["--attach", "http://127.0.0.1:9", "--arm-delay", "0.1"])
+    assert refused.value.code == 2
+    monkeypatch.delenv("PHASE24_TOKEN", raising=False)
+    # Parsed and accepted; the console then stops at the missing token (exit 2, one line).
+    assert browser_console(["--attach", "http://127.0.0.1:9", "--arm-delay", "1.5"]) == 2
