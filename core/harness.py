@@ -49,7 +49,7 @@ from core.journal import RUN_RECORD_DIGEST, RUN_RECORD_FILE, Journal
 from core.lock_state import LockStateError, SystemLockState
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
-from core.orchestrator import OrchestrationResult, ToolOrchestrator
+from core.orchestrator import OrchestrationResult, ToolOrchestrator, ToolResults
 from core.outputs import OutputWriter, write_text_atomic
 from core.plans import Phase22Validation, ToolExecutionPlan
 from core.resume import PriorRun
@@ -728,7 +728,7 @@ class Phase24Harness:
     def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
         self.results.append(result)
         if self.writer is not None:
-            self.writer.write_plan_result(index, plan.plan_id, result.model_dump_json())
+            self.writer.write_plan_result(index, plan.plan_id, result.json_chunks())
         self.statuses.append(
             self.bus.emit(
                 PlanFinished,
@@ -754,7 +754,13 @@ class Phase24Harness:
         states: dict[str, int] = {}
         live = 0
         for result in results:
-            for r in result.tool_results:
+            records = result.tool_results
+            if isinstance(records, ToolResults):  # counted when the plan finished
+                for state, n in records.final_states.items():
+                    states[state] = states.get(state, 0) + n
+                live += records.live
+                continue
+            for r in records:
                 states[r["final_state"]] = states.get(r["final_state"], 0) + 1
                 live += r["mode"] == "LIVE"
         by_status: dict[str, int] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -176,10 +177,20 @@ class OutputWriter:
                 },
             )
 
-    def write_plan_result(self, plan_index: int, plan_id: str, result_json: str) -> None:
-        """One line per plan; `result_json` is the plan's result, already encoded."""
-        line = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":{result_json}}}'
-        self._line(TOOL_EXECUTION_LOG, line)
+    def write_plan_result(self, plan_index: int, plan_id: str, result_json: str | Iterable[str]) -> None:
+        """One line per plan; `result_json` is the plan's result, already encoded, whole or
+        in pieces (a large plan's result is written as it is encoded, never held whole)."""
+        head = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":'
+        if isinstance(result_json, str):
+            self._line(TOOL_EXECUTION_LOG, f"{head}{result_json}}}")
+        else:
+            fh = self._files[TOOL_EXECUTION_LOG]
+            fh.write(head)
+            self._dirty.add(fh)
+            for piece in result_json:
+                fh.write(piece)
+            fh.write("}\n")
+            self.lines_written[TOOL_EXECUTION_LOG] += 1
         self.flush()
 
     def flush(self) -> None:
