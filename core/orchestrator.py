@@ -22,6 +22,7 @@ from core.errors import ContractError, Phase24Error
 from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPerformed
 from core.executors import ExecutorRegistry
 from core.faults import crash_point
+from core.json_pieces import ITEMS_PER_PIECE, model_json_pieces
 from core.plans import PlannedAction, ToolExecutionPlan
 
 __all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "ToolResults", "plan_status"]
@@ -136,9 +137,6 @@ class ToolResults(Sequence[dict[str, Any]]):
 
 _encode_records = TypeAdapter(list[dict[str, Any]]).dump_json
 
-#: Records encoded at a time when a plan's result line is written in pieces.
-RECORDS_PER_CHUNK = 2048
-
 
 class OrchestrationResult(BaseModel):
     """What one plan's cycle produced (the report's fields, plus held/cancelled counts).
@@ -163,22 +161,12 @@ class OrchestrationResult(BaseModel):
         return records if isinstance(records, list) else list(records)
 
     def json_chunks(self) -> Iterator[str]:
-        """The result as `model_dump_json()` encodes it, in pieces: a plan's records are
-        encoded RECORDS_PER_CHUNK at a time, never all at once (at 100k actions the whole
-        text and its records would be hundreds of MB at the end of the run)."""
-        records = self.tool_results
-        if len(records) <= RECORDS_PER_CHUNK:
+        """The result as `model_dump_json()` encodes it, in pieces: a large plan's records
+        are built and encoded a few thousand at a time, never all at once."""
+        if len(self.tool_results) <= ITEMS_PER_PIECE:
             yield self.model_dump_json()
-            return
-        names = list(type(self).model_fields)
-        at = names.index("tool_results")
-        head = self.model_dump_json(include=set(names[:at]))
-        tail = self.model_dump_json(include=set(names[at + 1 :]))
-        yield head[:-1] + ',"tool_results":['
-        for start in range(0, len(records), RECORDS_PER_CHUNK):
-            chunk = _encode_records(list(records[start : start + RECORDS_PER_CHUNK]))
-            yield ("," if start else "") + chunk[1:-1].decode("utf-8")
-        yield "]," + tail[1:]
+        else:
+            yield from model_json_pieces(self, "tool_results", _encode_records)
 
 
 YIELD_EVERY = 8

@@ -6,6 +6,7 @@ barriers. JSON summaries are written atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -73,6 +74,24 @@ def write_text_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_pieces_atomic(path: Path, pieces: Iterable[str]) -> str:
+    """`write_text_atomic` for text given in pieces (never held whole); returns the SHA-256
+    of the bytes written (the text and its final newline)."""
+    digest = hashlib.sha256()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        for piece in pieces:
+            data = piece.encode("utf-8")
+            digest.update(data)
+            fh.write(data)
+        digest.update(b"\n")
+        fh.write(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return digest.hexdigest()
 
 
 class OutputWriter:
