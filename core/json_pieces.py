@@ -22,21 +22,23 @@ def model_json_pieces(
     encode_items: Callable[[list[Any]], bytes],
     *,
     exclude: frozenset[str] = frozenset(),
-    per_piece: int = ITEMS_PER_PIECE,
+    per_piece: int | None = None,
 ) -> Iterator[str]:
     """`model.model_dump_json(exclude=exclude)`, the same text, in pieces.
 
     `field` is a sequence field; `encode_items` encodes a list of its items as a JSON array
     exactly as the field's own serializer does (a `TypeAdapter(list[Item]).dump_json`).
-    The other fields are encoded by the model itself, in its field order.
+    The other fields are encoded by the model itself, in its field order. `per_piece`:
+    items encoded at a time (default ITEMS_PER_PIECE).
     """
+    step = per_piece or ITEMS_PER_PIECE
     names = [name for name in type(model).model_fields if name not in exclude]
     at = names.index(field)
     head = model.model_dump_json(include=set(names[:at]))[1:-1] if at else ""
     tail = model.model_dump_json(include=set(names[at + 1 :]))[1:-1] if at + 1 < len(names) else ""
     items: Sequence[Any] = getattr(model, field)
     yield "{" + (head + "," if head else "") + f'"{field}":['
-    for start in range(0, len(items), per_piece):
-        encoded = encode_items(list(items[start : start + per_piece]))
+    for start in range(0, len(items), step):
+        encoded = encode_items(list(items[start : start + step]))
         yield ("," if start else "") + encoded[1:-1].decode("utf-8")
     yield "]" + ("," + tail if tail else "") + "}"

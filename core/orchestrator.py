@@ -166,7 +166,7 @@ class OrchestrationResult(BaseModel):
         if len(self.tool_results) <= ITEMS_PER_PIECE:
             yield self.model_dump_json()
         else:
-            yield from model_json_pieces(self, "tool_results", _encode_records)
+            yield from model_json_pieces(self, "tool_results", _encode_records, per_piece=ITEMS_PER_PIECE)
 
 
 YIELD_EVERY = 8
