@@ -8,6 +8,7 @@ so resource and rate-limit conflicts are real waits, not bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, overload
@@ -319,6 +320,10 @@ class _PlanRun:
                 finished = self.done.get(action.id)
                 if finished is not None:
                     finished.set()
+            # The context is kept for the plan's result line: one copy of each reason text
+            # ("MOCK succeeded; confidence 0.62 allows DRY_RUN" recurs thousands of times).
+            if type(ctx.reason) is str:
+                ctx.reason = sys.intern(ctx.reason)
             # Yield every few actions (an action that does not wait never yields): other
             # agents, and the operator's pause/stop/unlock and approval answers (callbacks
             # from the console's thread), get their turn within about a millisecond.

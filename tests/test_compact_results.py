@@ -207,3 +207,11 @@ def test_actions_share_their_fields_set_and_names(tmp_path: Path) -> None:
     assert edited.model_fields_set == {"id", "agent", "tool", "confidence", "args"}
     assert c.model_fields_set == {"id", "agent", "tool", "confidence"}
     assert a.model_fields_set == {"id", "agent", "tool", "confidence", "args"}
+
+
+def test_finished_actions_share_their_reason_texts(make_harness: Any) -> None:
+    actions = [act(f"a{i}", agent=f"agent_{i % 2}", tool="math_compute", confidence=0.3) for i in range(4)]
+    h = run_plans(make_harness, [plan(actions)])
+    reasons = [r["reason"] for r in h.results[0].tool_results]
+    assert reasons[0] == "MOCK succeeded; confidence 0.30 allows MOCK"
+    assert all(r is reasons[0] for r in reasons)  # one string kept, not one per action
