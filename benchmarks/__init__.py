@@ -36,7 +36,18 @@ if "PHASE24_STATE_DIR" not in os.environ:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
+    """Peak resident set size of this process's own memory (VmHWM from /proc/self/status).
+
+    Not ru_maxrss: on Linux a child's ru_maxrss starts at its parent's peak (it is carried
+    over the fork and the exec), so a child started by a benchmark that had just built the
+    100k plan reported that plan's memory as its own. ru_maxrss (KiB) where /proc is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -444,7 +444,8 @@ def write_results(
         "10k core run has been seen between ~0.85 and ~1.5 s within one hour (the bare-loop floor "
         "moving 2x with it), and at ~2.7 s on a slow afternoon (CPU calibration 4.5), more when the "
         "load average is above ~1. Peak RSS is "
-        "`ru_maxrss` of a fresh process per measurement. How each figure is taken is in the "
+        "the high-water mark of a fresh process's own memory (`VmHWM`; a child's `ru_maxrss` "
+        "starts at its parent's peak) per measurement. How each figure is taken is in the "
         "docstring of its module.",
         "",
         "## Figures vs bars",

@@ -1,6 +1,6 @@
 """Core throughput: the whole pipeline, headless, on 10,000 and 100,000 actions.
 
-Each size runs in a fresh subprocess so peak RSS (ru_maxrss) belongs to that size alone.
+Each size runs in a fresh subprocess so peak RSS (VmHWM, see `peak_rss_mb`) belongs to that size alone.
 Configuration: dry_run_only=True (MOCK/DRY_RUN, no approval waits), durable journal on,
 every output file on (in a temporary directory), SystemClock, PolicyGate.
 

@@ -19,7 +19,7 @@ actions from `sample_plans/large.json` and the generated 100k plan, 20 agents ea
   and reported separately (whole command, `wall_s`, in its own process).
 - **dry_run_only**: the same with `--dry-run-only`.
 
-Each figure reports actions/s, µs/action, peak RSS (ru_maxrss of its process) and its
+Each figure reports actions/s, µs/action, peak RSS (VmHWM of its process, see `peak_rss_mb`) and its
 ratio to the floor on the same plan.
 
     python -m benchmarks.live_path [--quick]

@@ -10,11 +10,11 @@ import json
 import math
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from core.approval import ApprovalGate, PolicyGate
 from core.clock import Clock, SystemClock, iso
@@ -46,12 +46,13 @@ from core.feedback import FeedbackLoop
 from core.gc_policy import run_gc_policy
 from core.group_commit import GroupCommit
 from core.journal import RUN_RECORD_DIGEST, RUN_RECORD_FILE, Journal
+from core.json_pieces import model_json_pieces
 from core.lock_state import LockStateError, SystemLockState
 from core.loop_bridge import call_on_loop
 from core.monitor import ExecutionMonitor
-from core.orchestrator import OrchestrationResult, ToolOrchestrator
-from core.outputs import OutputWriter, write_text_atomic
-from core.plans import Phase22Validation, ToolExecutionPlan
+from core.orchestrator import OrchestrationResult, ToolOrchestrator, ToolResults
+from core.outputs import OutputWriter, write_pieces_atomic, write_text_atomic
+from core.plans import Phase22Validation, PlannedAction, ToolExecutionPlan
 from core.resume import PriorRun
 from core.run_status import RunStatus, RunStatusFile
 from core.storage_report import storage_failure_report
@@ -114,6 +115,8 @@ class Phase24ExecutionConfig(BaseModel):
 
 
 RUN_RECORD = RUN_RECORD_FILE
+
+_encode_actions = TypeAdapter(list[PlannedAction]).dump_json
 
 
 def make_run_id(clock: Clock) -> str:
@@ -616,9 +619,7 @@ class Phase24Harness:
         """
         out = self.config.output_dir
         if self.prior is None:
-            text = self._run_record()
-            write_text_atomic(out / RUN_RECORD, text)
-            journal.set_state(RUN_RECORD_DIGEST, hashlib.sha256((text + "\n").encode("utf-8")).hexdigest())
+            journal.set_state(RUN_RECORD_DIGEST, write_pieces_atomic(out / RUN_RECORD, self._run_record_pieces()))
             if self.executor_setup is not None:
                 write_text_atomic(out / EXECUTORS_RECORD, self.executor_setup.spec.to_json())
         else:
@@ -666,14 +667,23 @@ class Phase24Harness:
             self.status_file.close()
 
     def _run_record(self) -> str:
-        """run.json (what a resume needs), encoded by pydantic: the plans can be large."""
-        exclude = {"agent_assignments", "execution_order", "confidence_scores"}
-        plans = ",".join(p.model_dump_json(exclude=exclude) for p in self.plans)
-        validations = ",".join(v.model_dump_json() for v in self.validations.values())
-        return (
+        """run.json (what a resume needs)."""
+        return "".join(self._run_record_pieces())
+
+    def _run_record_pieces(self) -> Iterator[str]:
+        """run.json in pieces, encoded by pydantic: the plans can be large (100k actions are
+        ~25 MB of text, never held whole)."""
+        exclude = frozenset({"agent_assignments", "execution_order", "confidence_scores"})
+        yield (
             f'{{"run_id":{json.dumps(self.run_id, ensure_ascii=False)},"config":{self.config.model_dump_json()},'
-            f'"plans":[{plans}],"validations":[{validations}]}}'
+            '"plans":['
         )
+        for index, plan in enumerate(self.plans):
+            if index:
+                yield ","
+            yield from model_json_pieces(plan, "actions", _encode_actions, exclude=exclude)
+        validations = ",".join(v.model_dump_json() for v in self.validations.values())
+        yield f'],"validations":[{validations}]}}'
 
     async def _run_plan(self, index: int, plan: ToolExecutionPlan) -> OrchestrationResult:
         validation = self.validation_for(plan)
@@ -728,7 +738,7 @@ class Phase24Harness:
     def _finish_plan(self, index: int, plan: ToolExecutionPlan, result: OrchestrationResult, reason: str) -> None:
         self.results.append(result)
         if self.writer is not None:
-            self.writer.write_plan_result(index, plan.plan_id, result.model_dump_json())
+            self.writer.write_plan_result(index, plan.plan_id, result.json_chunks())
         self.statuses.append(
             self.bus.emit(
                 PlanFinished,
@@ -754,7 +764,13 @@ class Phase24Harness:
         states: dict[str, int] = {}
         live = 0
         for result in results:
-            for r in result.tool_results:
+            records = result.tool_results
+            if isinstance(records, ToolResults):  # counted when the plan finished
+                for state, n in records.final_states.items():
+                    states[state] = states.get(state, 0) + n
+                live += records.live
+                continue
+            for r in records:
                 states[r["final_state"]] = states.get(r["final_state"], 0) + 1
                 live += r["mode"] == "LIVE"
         by_status: dict[str, int] = {}

@@ -8,10 +8,12 @@ so resource and rate-limit conflicts are real waits, not bookkeeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, field_serializer
 
 from core.bindings import ExecutionOutcome, ToolCall
 from core.conflicts import Conflict, ConflictResolver, Resolution, ResolutionPlan
@@ -21,9 +23,10 @@ from core.errors import ContractError, Phase24Error
 from core.events import ConflictDetected, ConflictResolved, EventBus, RollbackPerformed
 from core.executors import ExecutorRegistry
 from core.faults import crash_point
+from core.json_pieces import ITEMS_PER_PIECE, model_json_pieces
 from core.plans import PlannedAction, ToolExecutionPlan
 
-__all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "plan_status"]
+__all__ = ["OrchestrationResult", "ToolExecutionPlan", "ToolOrchestrator", "ToolResults", "plan_status"]
 
 
 def plan_status(*, failed: int, held_by_lock: bool, interrupted: bool, incomplete: int) -> str:
@@ -45,8 +48,103 @@ def plan_status(*, failed: int, held_by_lock: bool, interrupted: bool, incomplet
     return "SUCCEEDED"
 
 
+class ToolResults(Sequence[dict[str, Any]]):
+    """A finished plan's per-action results, each built when it is read.
+
+    Holds what the run had anyway (the plan's actions and their finished contexts) instead of
+    a dict per action and per execution (~1 KB an action, 100 MB at 100k, kept until the run
+    ends). Reading gives exactly the records a list would hold; `final_states` and `live`
+    are counted when the plan finishes, for the run's summary.
+    """
+
+    __slots__ = ("_actions", "_contexts", "_simulated", "_undone", "final_states", "live")
+
+    def __init__(
+        self,
+        actions: Sequence[PlannedAction],
+        contexts: dict[str, ExecutionContext],
+        simulated: dict[str, bool],
+        undone: set[str],
+        final_states: dict[str, int],
+        live: int,
+    ) -> None:
+        self._actions = actions
+        self._contexts = contexts
+        self._simulated = simulated
+        self._undone = undone
+        #: How many actions ended in each final state, and how many reached LIVE.
+        self.final_states = final_states
+        self.live = live
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._record(a) for a in self._actions[index]]
+        return self._record(self._actions[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(self._record, self._actions)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ToolResults({len(self)} actions)"
+
+    def _record(self, action: PlannedAction) -> dict[str, Any]:
+        ctx = self._contexts[action.id]
+        state = ctx.state
+        highest = ctx.highest_mode
+        runs = ctx.runs
+        return {
+            "action_id": action.id,
+            "agent": ctx.agent,
+            "planned_agent": action.agent,
+            "tool": action.tool,
+            "confidence": action.confidence,
+            "final_state": state._value_,
+            "mode": highest._value_ if highest else None,
+            "target_mode": ctx.target_mode._value_,
+            "success": state is ExecutionState.COMPLETED,
+            "duration_ms": round(sum(r.duration_ms for r in runs), 3),
+            "executions": [
+                {
+                    "mode": r.mode._value_,
+                    "success": r.success,
+                    "duration_ms": r.duration_ms,
+                    "attempt": r.attempt,
+                    **({"error": r.error} if r.error else {}),
+                }
+                for r in runs
+            ],
+            "reason": ctx.reason,
+            "approval": ctx.approval,
+            "rolled_back": action.id in self._undone,
+            "simulated": self._simulated[action.tool],
+        }
+
+
+_encode_records = TypeAdapter(list[dict[str, Any]]).dump_json
+
+
 class OrchestrationResult(BaseModel):
-    """What one plan's cycle produced (the report's fields, plus held/cancelled counts)."""
+    """What one plan's cycle produced (the report's fields, plus held/cancelled counts).
+
+    `tool_results` is a list, or, for a plan the orchestrator ran, a `ToolResults` that
+    builds each record when read; both encode the same.
+    """
 
     plan_id: str
     status: str
@@ -54,10 +152,22 @@ class OrchestrationResult(BaseModel):
     failed_executions: int
     held_executions: int = 0
     cancelled_executions: int = 0
-    tool_results: list[dict[str, Any]]
+    tool_results: Sequence[dict[str, Any]]
     conflicts_detected: int
     conflicts_resolved: int
     rollbacks_executed: int
+
+    @field_serializer("tool_results")
+    def _records(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return records if isinstance(records, list) else list(records)
+
+    def json_chunks(self) -> Iterator[str]:
+        """The result as `model_dump_json()` encodes it, in pieces: a large plan's records
+        are built and encoded a few thousand at a time, never all at once."""
+        if len(self.tool_results) <= ITEMS_PER_PIECE:
+            yield self.model_dump_json()
+        else:
+            yield from model_json_pieces(self, "tool_results", _encode_records, per_piece=ITEMS_PER_PIECE)
 
 
 YIELD_EVERY = 8
@@ -210,6 +320,10 @@ class _PlanRun:
                 finished = self.done.get(action.id)
                 if finished is not None:
                     finished.set()
+            # The context is kept for the plan's result line: one copy of each reason text
+            # ("MOCK succeeded; confidence 0.62 allows DRY_RUN" recurs thousands of times).
+            if type(ctx.reason) is str:
+                ctx.reason = sys.intern(ctx.reason)
             # Yield every few actions (an action that does not wait never yields): other
             # agents, and the operator's pause/stop/unlock and approval answers (callbacks
             # from the console's thread), get their turn within about a millisecond.
@@ -344,60 +458,36 @@ class _PlanRun:
         return outcome.success
 
     def result(self, conflicts_detected: int, conflicts_resolved: int) -> OrchestrationResult:
-        undone = self.undone
         cancelled = self.cancelled
         contexts = self.contexts
         simulated = {tool: self.o.executors.for_tool(tool).simulated for tool in {a.tool for a in self.plan.actions}}
-        completed, locked = ExecutionState.COMPLETED, ExecutionState.LOCKED
-        results = []
-        counts = {"successful": 0, "failed": 0, "held": 0, "cancelled": 0}
+        completed, locked, live_mode = ExecutionState.COMPLETED, ExecutionState.LOCKED, ExecutionMode.LIVE
+        states: Counter[ExecutionState] = Counter()
+        live = 0
+        held_by_lock = False
+        failed_or_cancelled = 0
+        cancelled_count = 0
         for action in self.plan.actions:
             ctx = contexts[action.id]
             state = ctx.state
-            if state is completed:
-                counts["successful"] += 1
-            elif state is locked:
-                counts["held"] += 1
-            elif action.id in cancelled:
-                counts["cancelled"] += 1
-            else:
-                counts["failed"] += 1
-            highest = ctx.highest_mode
-            runs = ctx.runs
-            results.append(
-                {
-                    "action_id": action.id,
-                    "agent": ctx.agent,
-                    "planned_agent": action.agent,
-                    "tool": action.tool,
-                    "confidence": action.confidence,
-                    "final_state": state._value_,
-                    "mode": highest._value_ if highest else None,
-                    "target_mode": ctx.target_mode._value_,
-                    "success": state is completed,
-                    "duration_ms": round(sum(r.duration_ms for r in runs), 3),
-                    "executions": [
-                        {
-                            "mode": r.mode._value_,
-                            "success": r.success,
-                            "duration_ms": r.duration_ms,
-                            "attempt": r.attempt,
-                            **({"error": r.error} if r.error else {}),
-                        }
-                        for r in runs
-                    ],
-                    "reason": ctx.reason,
-                    "approval": ctx.approval,
-                    "rolled_back": action.id in undone,
-                    "simulated": simulated[action.tool],
-                }
-            )
+            states[state] += 1
+            live += ctx.highest_mode is live_mode
+            held_by_lock = held_by_lock or ctx.held_by_system_lock
+            if state is not completed and state is not locked:
+                failed_or_cancelled += 1
+                cancelled_count += action.id in cancelled
+        counts = {
+            "successful": states[completed],
+            "failed": failed_or_cancelled - cancelled_count,
+            "held": states[locked],
+            "cancelled": cancelled_count,
+        }
         # Built here from trusted values: skip re-validating thousands of records.
         return OrchestrationResult.model_construct(
             plan_id=self.plan.plan_id,
             status=plan_status(
                 failed=counts["failed"],
-                held_by_lock=any(c.held_by_system_lock for c in contexts.values()),
+                held_by_lock=held_by_lock,
                 interrupted=self.o.controller.stop_reason is not None and (counts["held"] + counts["cancelled"]) > 0,
                 incomplete=counts["held"] + sum(1 for a in cancelled if a not in self.resolution.aborted),
             ),
@@ -405,7 +495,14 @@ class _PlanRun:
             failed_executions=counts["failed"],
             held_executions=counts["held"],
             cancelled_executions=counts["cancelled"],
-            tool_results=results,
+            tool_results=ToolResults(
+                self.plan.actions,
+                contexts,
+                simulated,
+                self.undone,
+                {state._value_: n for state, n in states.items()},
+                live,
+            ),
             conflicts_detected=conflicts_detected + self.timeout_conflicts,
             conflicts_resolved=conflicts_resolved + self.timeout_conflicts,
             rollbacks_executed=self.rollbacks_executed,

@@ -6,8 +6,10 @@ barriers. JSON summaries are written atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +74,24 @@ def write_text_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_pieces_atomic(path: Path, pieces: Iterable[str]) -> str:
+    """`write_text_atomic` for text given in pieces (never held whole); returns the SHA-256
+    of the bytes written (the text and its final newline)."""
+    digest = hashlib.sha256()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        for piece in pieces:
+            data = piece.encode("utf-8")
+            digest.update(data)
+            fh.write(data)
+        digest.update(b"\n")
+        fh.write(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return digest.hexdigest()
 
 
 class OutputWriter:
@@ -188,10 +208,20 @@ class OutputWriter:
                 },
             )
 
-    def write_plan_result(self, plan_index: int, plan_id: str, result_json: str) -> None:
-        """One line per plan; `result_json` is the plan's result, already encoded."""
-        line = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":{result_json}}}'
-        self._line(TOOL_EXECUTION_LOG, line)
+    def write_plan_result(self, plan_index: int, plan_id: str, result_json: str | Iterable[str]) -> None:
+        """One line per plan; `result_json` is the plan's result, already encoded, whole or
+        in pieces (a large plan's result is written as it is encoded, never held whole)."""
+        head = f'{{"plan_index":{plan_index},"plan_id":{_dumps(plan_id)},"result":'
+        if isinstance(result_json, str):
+            self._line(TOOL_EXECUTION_LOG, f"{head}{result_json}}}")
+        else:
+            fh = self._files[TOOL_EXECUTION_LOG]
+            fh.write(head)
+            self._dirty.add(fh)
+            for piece in result_json:
+                fh.write(piece)
+            fh.write("}\n")
+            self.lines_written[TOOL_EXECUTION_LOG] += 1
         self.flush()
 
     def flush(self) -> None:
