@@ -9,6 +9,7 @@ it up after the core has decided.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -130,17 +131,33 @@ def gateway_tools(upstreams: list[Upstream], *, attached: bool = False) -> list[
 
 
 class Mailbox:
-    """What each mode's step produced, per (plan, action), until the server collects it."""
+    """What each mode's step produced, per (plan, action), until the server collects it.
+
+    `expect` registers a future for a call's upstream answer: it is resolved with the
+    `CallToolResult` as soon as the LIVE step has it (not for an answer over the size limit),
+    so the server can answer a read-only call before the core's bookkeeping after it."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._answers: dict[tuple[str, str], asyncio.Future[types.CallToolResult]] = {}
         self._lock = threading.Lock()
 
+    def expect(self, plan_id: str, action_id: str) -> asyncio.Future[types.CallToolResult]:
+        future: asyncio.Future[types.CallToolResult] = asyncio.get_running_loop().create_future()
+        self._answers[(plan_id, action_id)] = future
+        return future
+
     def put(self, call: ToolCall, mode: str, value: Any) -> None:
+        key = (call.plan_id, call.action.id)
         with self._lock:
-            self._items.setdefault((call.plan_id, call.action.id), {})[mode] = value
+            self._items.setdefault(key, {})[mode] = value
+        if mode == "LIVE" and type(value) is types.CallToolResult:
+            future = self._answers.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(value)
 
     def take(self, plan_id: str, action_id: str) -> dict[str, Any]:
+        self._answers.pop((plan_id, action_id), None)
         with self._lock:
             return self._items.pop((plan_id, action_id), {})
 
