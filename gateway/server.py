@@ -108,7 +108,7 @@ async def _serve_session(harness: Phase24Harness, gate: EmbeddedGate, server: Se
                 f"gateway stopped during them); never sent again: check upstream. See {out}"
             )
         try:
-            async with gateway_stdio() as (read_stream, write_stream):
+            async with gateway_stdio(on_flush=gate.mailbox.flushed) as (read_stream, write_stream):
                 await server.run(read_stream, write_stream, server.create_initialization_options())
         finally:
             # Read-only calls already answered finish their bookkeeping inside the session.

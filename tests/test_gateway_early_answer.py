@@ -122,3 +122,33 @@ async def test_a_cancelled_read_only_call_cancels_its_run(tmp_path: Path) -> Non
         assert len(gate.background) == 1
         await asyncio.wait_for(gate.drain(), 10)  # the run was cancelled, not left waiting 30 s
         assert not gate.background
+
+
+async def test_where_flushes_are_reported_the_step_waits_for_the_answer_to_be_written(tmp_path: Path) -> None:
+    setup = _Setup(tmp_path)
+    setup.release.set()
+    setup.mailbox.flushed()  # the server's stdout reports its flushes (the initialize answer)
+    async with setup.harness.proposal_session():
+        gate = EmbeddedGate(setup.harness, setup.mailbox, "agent")
+        result = await gate.propose(setup.look, {"key": "k"}, 0.99)
+        assert not result.is_error and len(gate.background) == 1
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The LIVE step holds the core until the answer is written: nothing was flushed yet.
+        assert setup.finished == [] and len(setup.mailbox._held) == 1
+        setup.mailbox.flushed()
+        await gate.drain()
+        assert len(setup.finished) == 1 and setup.mailbox._held == {}
+
+
+async def test_a_step_waits_for_a_flush_that_never_comes_only_briefly(tmp_path: Path) -> None:
+    setup = _Setup(tmp_path)
+    setup.release.set()
+    setup.mailbox.flushed()
+    async with setup.harness.proposal_session():
+        gate = EmbeddedGate(setup.harness, setup.mailbox, "agent")
+        await gate.propose(setup.look, {"key": "k"}, 0.99)
+        await asyncio.wait_for(gate.drain(), 10)  # ANSWER_WAIT_S later, without any flush
+        assert len(setup.finished) == 1 and setup.mailbox._held == {}
+    log = (tmp_path / "gw" / "tool_execution_log.jsonl").read_text()
+    assert '"final_state":"COMPLETED"' in log
