@@ -104,18 +104,18 @@ class EmbeddedGate:
         refused, failed, an answer over the size limit) is answered once the core has decided."""
         answer = self.mailbox.expect(plan.plan_id, action_id)
         run = asyncio.ensure_future(self.harness.run_proposal(plan))
+        run.add_done_callback(lambda _: _settle(answer))  # the run ended first: no early answer
         try:
-            await asyncio.wait((run, answer), return_when=asyncio.FIRST_COMPLETED)
+            early = await answer
         except asyncio.CancelledError:
             # The agent's request was cancelled: so is the call's run, as when it ran in the
             # request's own task (an upstream call in flight is cancelled with it).
             run.cancel()
             self._in_background(run, plan.plan_id, action_id)
             raise
-        if answer.done():
+        if early is not None:
             self._in_background(run, plan.plan_id, action_id)
-            return answer.result()
-        answer.cancel()
+            return early
         try:
             result = run.result()
         except (OSError, JournalError) as exc:
@@ -142,6 +142,11 @@ class EmbeddedGate:
         """Wait for the runs still finishing after their answers (before the session ends)."""
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+
+
+def _settle(answer: asyncio.Future[types.CallToolResult | None]) -> None:
+    if not answer.done():
+        answer.set_result(None)
 
 
 def _storage_refusal(exc: BaseException) -> types.CallToolResult:

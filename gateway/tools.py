@@ -142,13 +142,13 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
-        self._answers: dict[tuple[str, str], asyncio.Future[types.CallToolResult]] = {}
+        self._answers: dict[tuple[str, str], asyncio.Future[types.CallToolResult | None]] = {}
         self._held: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._lock = threading.Lock()
         self.flushes_reported = False
 
-    def expect(self, plan_id: str, action_id: str) -> asyncio.Future[types.CallToolResult]:
-        future: asyncio.Future[types.CallToolResult] = asyncio.get_running_loop().create_future()
+    def expect(self, plan_id: str, action_id: str) -> asyncio.Future[types.CallToolResult | None]:
+        future: asyncio.Future[types.CallToolResult | None] = asyncio.get_running_loop().create_future()
         self._answers[(plan_id, action_id)] = future
         return future
 
@@ -168,22 +168,28 @@ class Mailbox:
         went to a waiting server and flushes are reported; at most ANSWER_WAIT_S."""
         held = self._held.get((call.plan_id, call.action.id))
         if held is not None:
+            timer = held.get_loop().call_later(ANSWER_WAIT_S, _release, held)
             try:
-                await asyncio.wait((held,), timeout=ANSWER_WAIT_S)
+                await held
             finally:
+                timer.cancel()
                 self._held.pop((call.plan_id, call.action.id), None)
 
     def flushed(self) -> None:
         """The server's stdout has written what it had: every held step goes on."""
         self.flushes_reported = True
         for held in self._held.values():
-            if not held.done():
-                held.set_result(None)
+            _release(held)
 
     def take(self, plan_id: str, action_id: str) -> dict[str, Any]:
         self._answers.pop((plan_id, action_id), None)
         with self._lock:
             return self._items.pop((plan_id, action_id), {})
+
+
+def _release(held: asyncio.Future[None]) -> None:
+    if not held.done():
+        held.set_result(None)
 
 
 ANSWER_WAIT_S = 0.01
