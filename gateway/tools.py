@@ -4,7 +4,7 @@ MOCK answers a clearly marked mock result; DRY_RUN answers what would be sent (u
 tool, exact arguments); neither calls upstream. LIVE forwards exactly the arguments of the
 action as approved (`call.args`) and keeps upstream's answer for the agent. What each step
 produced is left in the `Mailbox` under the call's plan and action, where the server picks
-it up after the core has decided.
+it up after the core has decided (a read-only call's upstream answer: as soon as it is in).
 """
 
 from __future__ import annotations
