@@ -10,12 +10,14 @@ granted calls). Stdout is the protocol channel: every log line goes to stderr.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
+from opentelemetry import trace
 
 from console.storage_failure import report_storage_failure
 from core.approval import PolicyGate
@@ -35,6 +37,10 @@ from gateway.tools import GatewayTool, Mailbox, binding_for, gateway_tools
 from gateway.upstream import Upstream
 
 GATEWAY_RECORD = "gateway.json"
+
+
+ListTools = Callable[[Any, types.PaginatedRequestParams | None], Awaitable[types.ListToolsResult]]
+CallTool = Callable[[Any, types.CallToolRequestParams], Awaitable[types.CallToolResult]]
 
 
 class ProposalGate(Protocol):
@@ -80,19 +86,34 @@ def _record(cfg: GatewayConfig, opts: GatewayOptions, tools: list[GatewayTool]) 
     )
 
 
+def mcp_server(name: str, on_list_tools: ListTools, on_call_tool: CallTool) -> Server[Any]:
+    """The SDK's low-level server with the gateway's settings: its default middleware (the
+    SDK's OpenTelemetry span around every request, a no-op without a tracer provider) is
+    dropped, as the SDK allows, unless an OpenTelemetry tracer provider is configured."""
+    server: Server[Any] = Server(name, on_list_tools=on_list_tools, on_call_tool=on_call_tool)
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        server.middleware.clear()
+    return server
+
+
 def _server(gateway: GatewayServer) -> Server[Any]:
-    return Server("phase24-mcp-gateway", on_list_tools=gateway.list_tools, on_call_tool=gateway.call_tool)
+    return mcp_server("phase24-mcp-gateway", gateway.list_tools, gateway.call_tool)
 
 
-async def _serve_session(harness: Phase24Harness, server: Server[Any], out: Path) -> None:
+async def _serve_session(harness: Phase24Harness, gate: EmbeddedGate, server: Server[Any], out: Path) -> None:
     async with harness.proposal_session():
         if harness.unknown_outcomes:  # known once the session is open (the journal read)
             log(
                 f"{len(harness.unknown_outcomes)} earlier LIVE call(s) have an UNKNOWN outcome (the "
                 f"gateway stopped during them); never sent again: check upstream. See {out}"
             )
-        async with gateway_stdio() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+        try:
+            async with gateway_stdio(on_flush=gate.mailbox.flushed) as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+        finally:
+            # Read-only calls already answered finish their bookkeeping inside the session.
+            with anyio.CancelScope(shield=True):
+                await gate.drain()
 
 
 async def serve_attached(cfg: GatewayConfig, attach: AttachOptions) -> int:
@@ -151,14 +172,14 @@ async def serve(cfg: GatewayConfig, opts: GatewayOptions) -> int:
             if opts.approve_all:
                 log("--approve-all: every approval is granted (demos only)")
             log(f"{len(tools)} tools from {len(upstreams)} upstream(s); journal and outputs in {opts.out}")
-            gateway = GatewayServer(tools, EmbeddedGate(harness, mailbox, cfg.agent))
-            server = _server(gateway)
+            embedded = EmbeddedGate(harness, mailbox, cfg.agent)
+            server = _server(GatewayServer(tools, embedded))
             failure: BaseException | None = None
             try:
                 # As a plan run does: what exists at start (the SDK, pydantic's schemas) is
                 # frozen out of the collector's traversals, young collections are rarer.
                 with run_gc_policy():
-                    await _serve_session(harness, server, opts.out)
+                    await _serve_session(harness, embedded, server, opts.out)
             except (OSError, JournalError) as exc:
                 failure = exc
             for upstream in upstreams:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import anyio
@@ -68,16 +68,20 @@ class _LoopStdin:
 
 
 class _LoopStdout:
-    """`await stdout.write(text)` / `await stdout.flush()` on an asyncio pipe."""
+    """`await stdout.write(text)` / `await stdout.flush()` on an asyncio pipe; `on_flush` is
+    called after each flush (everything written so far is in the pipe)."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, on_flush: Callable[[], None] | None) -> None:
         self.writer = writer
+        self.on_flush = on_flush
 
     async def write(self, text: str) -> None:
         self.writer.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
         await self.writer.drain()
+        if self.on_flush is not None:
+            self.on_flush()
 
 
 def _is_stream(fd: int) -> bool:
@@ -91,8 +95,9 @@ def _is_stream(fd: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def gateway_stdio() -> AsyncIterator[Streams]:
-    """`stdio_server()`'s streams, with stdin and stdout served on the event loop when they can be."""
+async def gateway_stdio(on_flush: Callable[[], None] | None = None) -> AsyncIterator[Streams]:
+    """`stdio_server()`'s streams, with stdin and stdout served on the event loop when they can be
+    (then `on_flush` is called after each message is written; never with the SDK's streams)."""
     if sys.platform == "win32" or not (_is_stream(0) and _is_stream(1)) or _is_tty(0):
         async with stdio_server() as streams:
             yield streams
@@ -120,7 +125,7 @@ async def gateway_stdio() -> AsyncIterator[Streams]:
         write_transport.set_write_buffer_limits(high=0)  # drain() waits until all is written: a flush
         writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
         stdin = cast(Any, _LoopStdin(reader))
-        stdout = cast(Any, _LoopStdout(writer))
+        stdout = cast(Any, _LoopStdout(writer, on_flush))
         async with stdio_server(stdin, stdout) as streams:
             yield streams
     finally:

@@ -4,11 +4,12 @@ MOCK answers a clearly marked mock result; DRY_RUN answers what would be sent (u
 tool, exact arguments); neither calls upstream. LIVE forwards exactly the arguments of the
 action as approved (`call.args`) and keeps upstream's answer for the agent. What each step
 produced is left in the `Mailbox` under the call's plan and action, where the server picks
-it up after the core has decided.
+it up after the core has decided (a read-only call's upstream answer: as soon as it is in).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -130,19 +131,73 @@ def gateway_tools(upstreams: list[Upstream], *, attached: bool = False) -> list[
 
 
 class Mailbox:
-    """What each mode's step produced, per (plan, action), until the server collects it."""
+    """What each mode's step produced, per (plan, action), until the server collects it.
+
+    `expect` registers a future for a call's upstream answer: it is resolved with the
+    `CallToolResult` as soon as the LIVE step has it (not for an answer over the size limit),
+    so the server can answer a read-only call before the core's bookkeeping after it. Where
+    the server's stdout reports its flushes (`flushed`, gateway/stdio.py), the LIVE step of
+    such a call then waits (`answer_sent`, at most ANSWER_WAIT_S) until the next flush, so
+    that the answer is written before the bookkeeping runs, not after it."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._answers: dict[tuple[str, str], asyncio.Future[types.CallToolResult | None]] = {}
+        self._held: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._lock = threading.Lock()
+        self.flushes_reported = False
+
+    def expect(self, plan_id: str, action_id: str) -> asyncio.Future[types.CallToolResult | None]:
+        future: asyncio.Future[types.CallToolResult | None] = asyncio.get_running_loop().create_future()
+        self._answers[(plan_id, action_id)] = future
+        return future
 
     def put(self, call: ToolCall, mode: str, value: Any) -> None:
+        key = (call.plan_id, call.action.id)
         with self._lock:
-            self._items.setdefault((call.plan_id, call.action.id), {})[mode] = value
+            self._items.setdefault(key, {})[mode] = value
+        if mode == "LIVE" and type(value) is types.CallToolResult:
+            future = self._answers.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(value)
+                if self.flushes_reported:
+                    self._held[key] = future.get_loop().create_future()
+
+    async def answer_sent(self, call: ToolCall) -> None:
+        """After `put`: wait until the server's next flush (the answer written), if the answer
+        went to a waiting server and flushes are reported; at most ANSWER_WAIT_S."""
+        held = self._held.get((call.plan_id, call.action.id))
+        if held is not None:
+            timer = held.get_loop().call_later(ANSWER_WAIT_S, _release, held)
+            try:
+                await held
+            finally:
+                timer.cancel()
+                self._held.pop((call.plan_id, call.action.id), None)
+
+    def flushed(self) -> None:
+        """The server's stdout has written what it had: every held step goes on."""
+        self.flushes_reported = True
+        for held in self._held.values():
+            _release(held)
 
     def take(self, plan_id: str, action_id: str) -> dict[str, Any]:
+        self._answers.pop((plan_id, action_id), None)
         with self._lock:
             return self._items.pop((plan_id, action_id), {})
+
+
+def _release(held: asyncio.Future[None]) -> None:
+    if not held.done():
+        held.set_result(None)
+
+
+ANSWER_WAIT_S = 0.01
+"""The longest a read-only call's LIVE step waits, once it has upstream's answer, for the
+server to write that answer before the core's bookkeeping goes on (it is usually well under a
+millisecond; a later write only means the bookkeeping ran first). The wait is inside the
+step's timeout: an upstream that answers in the last ANSWER_WAIT_S of `timeout_s` can see its
+call recorded as timed out though its answer reached the agent (read-only: nothing else)."""
 
 
 @dataclass(frozen=True)
@@ -202,12 +257,14 @@ class _Step:
         if bound is not None and bound <= self.max_result_bytes:
             self.mailbox.put(call, "LIVE", result)
             live: dict[str, Any] = {"upstream_is_error": bool(result.is_error), "result_bytes_at_most": bound}
+            await self.mailbox.answer_sent(call)
         else:
             size = len(result.model_dump_json(by_alias=True, exclude_none=True))
             self.mailbox.put(
                 call, "LIVE", result if size <= self.max_result_bytes else TooLarge(size, self.max_result_bytes)
             )
             live = {"upstream_is_error": bool(result.is_error), "result_bytes": size}
+            await self.mailbox.answer_sent(call)
         return ExecutionOutcome(success=True, duration_ms=0.0, output=live, simulated=False)
 
 
