@@ -171,6 +171,11 @@ class Mailbox:
             timer = held.get_loop().call_later(ANSWER_WAIT_S, _release, held)
             try:
                 await held
+            except asyncio.CancelledError:
+                # The answer is already the agent's: the step's timeout (or a cancel) landing
+                # in this short wait must not record the call as timed out or failed. The
+                # step ends as it would have a moment later (the cancel is absorbed here).
+                pass
             finally:
                 timer.cancel()
                 self._held.pop((call.plan_id, call.action.id), None)
@@ -196,8 +201,8 @@ ANSWER_WAIT_S = 0.01
 """The longest a read-only call's LIVE step waits, once it has upstream's answer, for the
 server to write that answer before the core's bookkeeping goes on (it is usually well under a
 millisecond; a later write only means the bookkeeping ran first). The wait is inside the
-step's timeout: an upstream that answers in the last ANSWER_WAIT_S of `timeout_s` can see its
-call recorded as timed out though its answer reached the agent (read-only: nothing else)."""
+step's timeout, but a timeout that lands in it is absorbed: the answer has reached the agent,
+so the call is recorded as answered, never as timed out."""
 
 
 @dataclass(frozen=True)

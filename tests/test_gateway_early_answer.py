@@ -152,3 +152,25 @@ async def test_a_step_waits_for_a_flush_that_never_comes_only_briefly(tmp_path: 
         assert len(setup.finished) == 1 and setup.mailbox._held == {}
     log = (tmp_path / "gw" / "tool_execution_log.jsonl").read_text()
     assert '"final_state":"COMPLETED"' in log
+
+
+async def test_a_timeout_during_the_wait_for_the_write_does_not_undo_a_delivered_answer(tmp_path: Path) -> None:
+    """The step's timeout landing after upstream answered (the answer is the agent's) while
+    the step waits for the write: the call is recorded as answered, not as timed out."""
+    from core.guard import GuardedStep
+
+    setup = _Setup(tmp_path)
+    setup.mailbox.flushed()
+    binding = binding_for(setup.look, setup.mailbox, 1 << 20)
+    # Upstream answers at once and no flush comes to end the wait (ANSWER_WAIT_S, 10 ms): the
+    # step's 5 ms timeout lands inside that wait.
+    live = GuardedStep(binding.live, "LIVE", 0.005, False, False)
+    plan = ToolExecutionPlan.model_validate(
+        {"plan_id": "p", "actions": [{"id": "a", "agent": "agent", "tool": "look", "args": {}, "confidence": 0.99}]}
+    )
+    setup.mailbox.expect("p", "a")
+    from core.bindings import ToolCall
+
+    outcome = await live(ToolCall("p", plan.actions[0], "agent", 1))
+    assert outcome.success and not outcome.timed_out, outcome
+    assert setup.mailbox._held == {}
