@@ -127,9 +127,6 @@ class GateService(Phase24Harness):
         self._stop_requested: asyncio.Event | None = None
         self._stop_reason = "service stopped"
         self._finished: deque[str] = deque()
-        self._health_cache: dict[str, Any] = {}
-        self._health_at = float("-inf")
-        self._signals_at = float("-inf")
         self.retain_finished = RETAIN_FINISHED
         self.bus.subscribe(self._track)
 
@@ -170,24 +167,8 @@ class GateService(Phase24Harness):
             self.controller.ledger = ledger
             self.grants.ledger = ledger
 
-    def _emit_health(self) -> dict[str, Any]:
-        """A stream finishes a one-action "plan" per proposal: while serving, health is
-        published at most every `health_min_interval_s` (the final one always)."""
-        now = self.clock.monotonic()
-        if self.accepting and self._health_cache and now - self._health_at < self.config.health_min_interval_s:
-            return self._health_cache
-        self._health_at = now
-        self._health_cache = super()._emit_health()
-        return self._health_cache
-
-    def _emit_signals(self) -> None:
-        """The learning loop's analysis, like health, at most every `health_min_interval_s`
-        while serving (it looks at every tool and mode); the final one always."""
-        now = self.clock.monotonic()
-        if self.accepting and now - self._signals_at < self.config.health_min_interval_s:
-            return
-        self._signals_at = now
-        super()._emit_signals()
+    def _streaming(self) -> bool:
+        return self.accepting  # one-action "plans", one per proposal, while serving
 
     # -- intake -----------------------------------------------------------------------
 

@@ -204,6 +204,9 @@ class Phase24Harness:
         self._detach_journal: Callable[[], None] = lambda: None
         self._executions = 0
         self._last_health = float("-inf")
+        self._health_cache: dict[str, Any] | None = None
+        self._health_at = float("-inf")
+        self._signals_at = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume = threading.Event()
         self._resume.set()
@@ -438,7 +441,22 @@ class Phase24Harness:
                 # The journal may be what failed: this in-place write keeps the lock for resume.
                 self.status_file.mark(RunStatus.STORAGE_FAILED, error)
 
+    def _streaming(self) -> bool:
+        """True while serving a stream of one-action "plans" (the gate service, the MCP
+        gateway): health and the learning analysis then run at most every
+        `health_min_interval_s` instead of after every plan (the final ones always)."""
+        return False
+
     def _emit_health(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        cached = self._health_cache
+        if cached is not None and self._streaming() and now - self._health_at < self.config.health_min_interval_s:
+            return cached
+        self._health_at = now
+        self._health_cache = self._publish_health()
+        return self._health_cache
+
+    def _publish_health(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = self.monitor.snapshot()
         self.bus.emit(
             HealthUpdated,
@@ -723,7 +741,11 @@ class Phase24Harness:
         return result
 
     def _emit_signals(self) -> None:
-        """The learning loop's new signals (after every plan), as events."""
+        """The learning loop's new signals (after every plan, or see `_streaming`), as events."""
+        now = self.clock.monotonic()
+        if self._streaming() and now - self._signals_at < self.config.health_min_interval_s:
+            return
+        self._signals_at = now
         for signal in self.feedback_loop.generate_signals():
             self.bus.emit(
                 SignalEmitted,

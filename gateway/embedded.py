@@ -182,11 +182,8 @@ class GatewayHarness(Phase24Harness):
     """At most this long between a read-only call's LIVE step and the commit of its records."""
 
     _serving = False
-    _health_cache: dict[str, Any] | None = None
-    _health_at = float("-inf")
     _sync_next = True
     _in_flight = 0
-    _signals_at = float("-inf")
     _deferred: asyncio.TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -204,23 +201,8 @@ class GatewayHarness(Phase24Harness):
         finally:
             self._in_flight -= 1
 
-    def _emit_health(self) -> dict[str, Any]:
-        now = self.clock.monotonic()
-        cached = self._health_cache
-        if self._serving and cached is not None and now - self._health_at < self.config.health_min_interval_s:
-            return cached
-        self._health_at = now
-        self._health_cache = super()._emit_health()
-        return self._health_cache
-
-    def _emit_signals(self) -> None:
-        # The learning loop's analysis, like health, at most every health_min_interval_s
-        # while serving (it looks at every tool and mode: tens of microseconds a call).
-        now = self.clock.monotonic()
-        if self._serving and now - self._signals_at < self.config.health_min_interval_s:
-            return
-        self._signals_at = now
-        super()._emit_signals()
+    def _streaming(self) -> bool:
+        return self._serving  # one-action "plans", one per call, while the session is open
 
     def _open_durable_state(self) -> None:
         super()._open_durable_state()
