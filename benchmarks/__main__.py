@@ -35,8 +35,10 @@ BENCHMARKS = (
     "approval_latency",
     "service_roundtrip",
     "attached_prompt",
+    "mcp_gateway",
 )
 RESULTS = ROOT / "benchmarks" / "results.md"
+SUITE_ARGS = {"mcp_gateway": ["--json"]}  # its own output is a list of figures; the suite wants its JSON line
 
 
 def run_benchmark(name: str, quick: bool, extra_env: dict[str, str]) -> tuple[dict[str, Any], float]:
@@ -44,7 +46,7 @@ def run_benchmark(name: str, quick: bool, extra_env: dict[str, str]) -> tuple[di
     # unlocked. (Run alone, `python -m benchmarks.NAME` gets one from benchmarks/__init__.py.)
     with tempfile.TemporaryDirectory(prefix=f"bench-state-{name}-") as state:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PHASE24_STATE_DIR": state, **extra_env}
-        cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
+        cmd = [PYTHON, "-m", f"benchmarks.{name}", *(["--quick"] if quick else []), *SUITE_ARGS.get(name, [])]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
         elapsed = time.perf_counter() - t0

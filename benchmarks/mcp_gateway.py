@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -56,6 +57,8 @@ from typing import Any
 import anyio
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from benchmarks import bar, report
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = [sys.executable, str(ROOT / "tests" / "mcp_upstream.py")]
@@ -300,9 +303,46 @@ async def attached(calls: int, out_root: Path) -> dict[str, float]:
     }
 
 
+def suite_result(figures: dict[str, float], calls: int) -> dict[str, Any]:
+    """The figures as one benchmark of `python -m benchmarks`: the bar, its floor, the gate's share."""
+    name = "mcp_gateway"
+    added, floor = figures["added_p50_ms"], figures["floor_p50_ms"]
+    return {
+        "benchmark": name,
+        "calls": calls,
+        "figures": figures,
+        "bars": [
+            bar(
+                name,
+                f"read-only call through the gateway vs straight to upstream, same client, interleaved (n={calls}): "
+                "p50 added",
+                f"{added:.2f} ms (gateway {figures['gateway_p50_ms']:.2f} vs direct {figures['direct_p50_ms']:.2f} ms)",
+                f"<= {TARGET_MS:g} ms",
+                added <= TARGET_MS,
+            ),
+            bar(
+                name,
+                "  floor: a bare SDK proxy hop (the gateway's stdio, loop and server settings, no gate) over direct",
+                f"{floor:.2f} ms" + (" (the bar is below it)" if floor > TARGET_MS else ""),
+                "(reported)",
+                None,
+            ),
+            bar(
+                name,
+                "  the gate's share (gateway - that bare proxy); the gate's CPU per call",
+                f"{figures['over_bare_proxy_loop_p50_ms']:.2f} ms; {figures.get('gate_cpu_ms', math.nan):.2f} ms CPU",
+                "(reported)",
+                None,
+            ),
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="200 calls (as `python -m benchmarks --quick` runs it)")
+    parser.add_argument("--json", action="store_true", help="the suite's JSON line and table (python -m benchmarks)")
     parser.add_argument("--bare-proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop-stdio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, default=None, help="where the gateway's run goes (default: a temp dir)")
@@ -310,6 +350,8 @@ def main() -> None:
         "--attach", action="store_true", help="measure a gateway attached to a real `phase24 serve` instead"
     )
     args = parser.parse_args()
+    if args.quick:
+        args.calls = min(args.calls, 200)
     if args.bare_proxy:
         from gateway.cli import event_loop_options
 
@@ -326,6 +368,9 @@ def main() -> None:
         figures = anyio.run(measure, args.calls, Path(tmp))
         figures["pipeline_p50_ms"] = anyio.run(pipeline, args.calls, Path(tmp) / "pipeline")
         figures["plan_harness_p50_ms"] = anyio.run(pipeline, args.calls, Path(tmp) / "plan", True)
+    if args.json:
+        report(suite_result(figures, args.calls))
+        return
     print(f"MCP gateway, {args.calls} read-only calls each, interleaved (cpu count {os.cpu_count()}):")
     for key, value in figures.items():
         print(f"  {key:22} {value:8.3f}")
