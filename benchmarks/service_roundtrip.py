@@ -10,7 +10,9 @@ here COMPLETED LIVE), or one `POST /v1/proposals?wait=10` (answered once decided
 SDK's `gate.call` sends it. Timed with `time.perf_counter()` around the requests, after a
 warm-up of 20 calls per agent (3 for paced agents).
 
-At 1 agent the requests run one after another in one client process; at 50 agents, 5
+At 1 agent the requests run one after another in one client process, each client's in 5
+batches with the clients taking turns (raw, raw1, httpx, sdk, raw, ...) so that a slow minute
+falls on all of them alike; at 50 agents, 5
 client processes run 10 asyncio agents each, so the service and the clients share the
 machine's 2 cores. 50 agents run twice: back to back (each agent sends its next call the
 moment the last one is answered: the service saturated, so the figure is queueing behind 49
@@ -56,6 +58,7 @@ BAR_P50_MS = 2.0
 PACE_MS = 1000.0  # 50 paced agents, one call each per second: 50 calls/s offered
 LONE_PACE_MS = 100.0  # one agent paced alike: what an idle service and client cost by themselves
 WARMUP = 20  # calls per agent before the timed ones
+BATCHES = 5  # one agent: each client's round trips in this many batches, the clients taking turns
 PACED_WARMUP = 3
 
 
@@ -291,6 +294,31 @@ def measure_level(
         "max_ms": round(max(times), 3),
         "round_trips_per_s_incl_startup": round(len(times) / wall, 1),
         "service_cpu_ms_per_round_trip": service_ms,
+        "_times": times,
+        "_served": served,
+        "_wall_s": wall,
+    }
+
+
+def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One client's batches (run interleaved with the other clients') as one level."""
+    times = [t for part in parts for t in part["_times"]]
+    served = sum(part["_served"] for part in parts)
+    cpu = [part["service_cpu_ms_per_round_trip"] for part in parts]
+    service_ms = (
+        None
+        if None in cpu
+        else round(sum(ms * part["_served"] for ms, part in zip(cpu, parts, strict=True)) / served, 3)
+    )
+    return {
+        **{k: v for k, v in parts[0].items() if not k.startswith("_")},
+        "batches": len(parts),
+        "round_trips": len(times),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "max_ms": round(max(times), 3),
+        "round_trips_per_s_incl_startup": round(len(times) / sum(part["_wall_s"] for part in parts), 1),
+        "service_cpu_ms_per_round_trip": service_ms,
     }
 
 
@@ -311,11 +339,19 @@ def measure(quick: bool) -> dict[str, Any]:
         operator, tokens = make_tokens(out, 50)
         proc, url = start_service(out)
         try:
-            levels = [measure_level(url, tokens, 1, 1, rounds, kind, proc.pid) for kind in CLIENTS]
-            levels += [measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid) for kind in ("raw1", "sdk")]
+            # One agent: each client in BATCHES batches, the clients taking turns, so that a slow
+            # minute of this shared VM falls on every client alike.
+            batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in CLIENTS}
+            for _ in range(BATCHES):
+                for kind in CLIENTS:
+                    batches[kind].append(measure_level(url, tokens, 1, 1, rounds // BATCHES, kind, proc.pid))
+            levels = [merged(batches[kind]) for kind in CLIENTS]
+            levels += [
+                merged([measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid)]) for kind in ("raw1", "sdk")
+            ]
             paced = 20 if not quick else 5  # timed calls per paced agent
-            levels += [measure_level(url, tokens, 50, 5, 50 * paced, "sdk", proc.pid, pace_ms=PACE_MS)]
-            levels += [measure_level(url, tokens, 1, 1, 5 * paced, "sdk", proc.pid, pace_ms=LONE_PACE_MS)]
+            levels += [merged([measure_level(url, tokens, 50, 5, 50 * paced, "sdk", proc.pid, pace_ms=PACE_MS)])]
+            levels += [merged([measure_level(url, tokens, 1, 1, 5 * paced, "sdk", proc.pid, pace_ms=LONE_PACE_MS)])]
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
                 metrics = http.get("/metrics").text
         finally:
