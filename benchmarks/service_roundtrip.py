@@ -246,7 +246,7 @@ def measure_level(
     pace_ms: float = 0.0,
 ) -> dict[str, Any]:
     """`agents` agents spread over `processes` client processes, `rounds` round trips in all;
-    back to back, or each agent paced at one call every `pace_ms`."""
+    back to back, or each agent paced at one call every `pace_ms`. Raw: see `level_figures`."""
     per_agent = max(1, rounds // agents)
     named = [(f"agent{i}", tokens[i]) for i in range(agents)]
     groups = [named[p::processes] for p in range(processes)]
@@ -281,44 +281,33 @@ def measure_level(
         times.extend(json.loads(out.strip().splitlines()[-1]))
     wall = time.perf_counter() - t0
     cpu1 = cpu_seconds(service_pid)
-    served = (per_agent + (PACED_WARMUP if pace_ms else WARMUP)) * agents  # the warm-up rounds are served too
-    service_ms = None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) * 1000.0 / served, 3)
     return {
         "agents": agents,
         "client": kind,
         "client_processes": processes,
         "pace_ms": pace_ms,
-        "round_trips": len(times),
-        "p50_ms": round(percentile(times, 50), 3),
-        "p99_ms": round(percentile(times, 99), 3),
-        "max_ms": round(max(times), 3),
-        "round_trips_per_s_incl_startup": round(len(times) / wall, 1),
-        "service_cpu_ms_per_round_trip": service_ms,
-        "_times": times,
-        "_served": served,
-        "_wall_s": wall,
+        "times": times,
+        "served": (per_agent + (PACED_WARMUP if pace_ms else WARMUP)) * agents,  # the warm-up is served too
+        "wall_s": wall,
+        "service_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
     }
 
 
-def merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One client's batches (run interleaved with the other clients') as one level."""
-    times = [t for part in parts for t in part["_times"]]
-    served = sum(part["_served"] for part in parts)
-    cpu = [part["service_cpu_ms_per_round_trip"] for part in parts]
-    service_ms = (
-        None
-        if None in cpu
-        else round(sum(ms * part["_served"] for ms, part in zip(cpu, parts, strict=True)) / served, 3)
-    )
+def level_figures(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level's figures from its batches (`measure_level` results: one, or one client's
+    batches run interleaved with the other clients')."""
+    times = [t for part in parts for t in part["times"]]
+    cpu = [part["service_cpu_s"] for part in parts]
+    served = sum(part["served"] for part in parts)
     return {
-        **{k: v for k, v in parts[0].items() if not k.startswith("_")},
+        **{k: parts[0][k] for k in ("agents", "client", "client_processes", "pace_ms")},
         "batches": len(parts),
         "round_trips": len(times),
         "p50_ms": round(percentile(times, 50), 3),
         "p99_ms": round(percentile(times, 99), 3),
         "max_ms": round(max(times), 3),
-        "round_trips_per_s_incl_startup": round(len(times) / sum(part["_wall_s"] for part in parts), 1),
-        "service_cpu_ms_per_round_trip": service_ms,
+        "round_trips_per_s_incl_startup": round(len(times) / sum(part["wall_s"] for part in parts), 1),
+        "service_cpu_ms_per_round_trip": None if None in cpu else round(sum(cpu) * 1000.0 / served, 3),
     }
 
 
@@ -345,13 +334,12 @@ def measure(quick: bool) -> dict[str, Any]:
             for _ in range(BATCHES):
                 for kind in CLIENTS:
                     batches[kind].append(measure_level(url, tokens, 1, 1, rounds // BATCHES, kind, proc.pid))
-            levels = [merged(batches[kind]) for kind in CLIENTS]
-            levels += [
-                merged([measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid)]) for kind in ("raw1", "sdk")
-            ]
+            levels = [level_figures(batches[kind]) for kind in CLIENTS]
+            unbatched = [measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid) for kind in ("raw1", "sdk")]
             paced = 20 if not quick else 5  # timed calls per paced agent
-            levels += [merged([measure_level(url, tokens, 50, 5, 50 * paced, "sdk", proc.pid, pace_ms=PACE_MS)])]
-            levels += [merged([measure_level(url, tokens, 1, 1, 5 * paced, "sdk", proc.pid, pace_ms=LONE_PACE_MS)])]
+            unbatched.append(measure_level(url, tokens, 50, 5, 50 * paced, "sdk", proc.pid, pace_ms=PACE_MS))
+            unbatched.append(measure_level(url, tokens, 1, 1, 5 * paced, "sdk", proc.pid, pace_ms=LONE_PACE_MS))
+            levels += [level_figures([part]) for part in unbatched]
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
                 metrics = http.get("/metrics").text
         finally:
