@@ -334,6 +334,10 @@ class OperatorConsole(App[int]):
     def drain(self) -> None:
         # A bounded slice per tick: a backlog drains over several ticks and keys, timers
         # and repaints get their turn in between.
+        if not self.is_running:
+            # Shutting down: the drain timer runs in its own task and can fire while
+            # Textual removes the screens, so there may be no panes left to render into.
+            return
         events = self.feed.drain(DRAIN_PER_TICK)
         if not events:
             return
@@ -385,7 +389,7 @@ class OperatorConsole(App[int]):
         self.query_one(ApprovalsPane).render_view(self.view, self.gate.seconds_left_of, self.now)
 
     def _countdowns(self) -> None:
-        if self.view.pending:
+        if self.is_running and self.view.pending:
             self._render_approvals()
 
     # -- approvals --------------------------------------------------------------------

@@ -128,6 +128,8 @@ class ReplayConsole(OperatorConsole):
         self._render_replay_bar()
 
     def _render_replay_bar(self) -> None:
+        if not self.is_running:  # a timer tick during shutdown: the bar may be gone
+            return
         total = len(self.events)
         text = Text.assemble(
             (" REPLAY ", "bold reverse cyan"),

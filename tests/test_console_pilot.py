@@ -27,7 +27,7 @@ from console.panes import KeysFooter, LockBanner, Readout
 from core.approval import ApprovalDecision, ApprovalRequest, canonical_action_hash
 from core.clock import SystemClock
 from core.contracts import ExecutionMode, RiskLevel
-from core.events import ConflictDetected
+from core.events import ConflictDetected, SystemLocked
 from core.outputs import OPERATOR_DECISIONS, REPORT_FILES
 from tests.console_fixtures import (
     FIXED_START,
@@ -605,6 +605,19 @@ async def test_conflict_rows_keep_detection_order(tmp_path: Path) -> None:
         rows = [key.value for key in table.rows]
     assert list(app.view.conflicts) == [e.conflict_id for e in batch]
     assert rows == list(app.view.conflicts)
+
+
+async def test_a_drain_after_the_screens_are_gone_renders_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    # The drain timer runs in its own task, so it can fire while Textual is removing the
+    # screens at exit (CI once saw NoMatches for '#status-bar' there). Drive that moment
+    # directly: events arrive after the app has shut down.
+    app, harness, _ = console_app([sample("happy_path.json")], tmp_path, autostart=False)
+    async with running(app, harness) as pilot:
+        await pilot.pause()
+    assert not app.is_running
+    app.ingest([SystemLocked(seq=1, ts=FIXED_START, run_id="console_test", reason="late", by="operator")])
+    app.drain()
+    assert not app.view.locked
 
 
 async def test_mouse_click_on_the_prompt_approves_and_denies(tmp_path: Path) -> None:
