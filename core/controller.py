@@ -400,7 +400,8 @@ class ExecutionController:
         from_state = ctx.state
         ctx.state = to_state
         ctx.reason = reason
-        event = self.bus.emit(
+        # Exact types (mypy-checked): the plan's validated ids, the states' str values, the reason.
+        event = self.bus.emit_exact(
             StateTransition,
             plan_id=ctx.plan_id,
             action_id=ctx.action_id,
@@ -444,7 +445,18 @@ class ExecutionController:
                     outcome.timed_out,
                 )
             )
-            self.bus.emit(
+            # The outcome comes from a binding: its values skip validation only when each is
+            # exactly of its field's type (an int duration is validated, and so made a float).
+            emit = (
+                self.bus.emit_exact
+                if type(outcome.duration_ms) is float
+                and type(outcome.success) is bool
+                and type(outcome.timed_out) is bool
+                and type(outcome.simulated) is bool
+                and (outcome.error is None or type(outcome.error) is str)
+                else self.bus.emit
+            )
+            emit(
                 ToolExecuted,
                 plan_id=ctx.plan_id,
                 action_id=ctx.action_id,

@@ -7,9 +7,11 @@ clock and the run id.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from enum import Enum
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -329,6 +331,94 @@ def event_json(event: Event) -> str:
 
 
 E = TypeVar("E", bound=Event)
+
+#: Field types whose values validation keeps as they are when given exactly that type.
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, datetime, type(None)})
+#: The only model configuration `assemble` knows to leave values unchanged under.
+_EVENT_CONFIG: dict[str, Any] = {"frozen": True, "extra": "forbid"}
+_REQUIRED = object()
+_UNKNOWN = object()
+
+
+def _is_scalar(annotation: Any) -> bool:
+    """A scalar, an enum, or a union of those (`str | None`): never a container or Any."""
+    if annotation in _SCALARS or (isinstance(annotation, type) and issubclass(annotation, Enum)):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return all(_is_scalar(arg) for arg in get_args(annotation))
+    return False
+
+
+class _Template:
+    """How `assemble` builds one event class: `values` holds every field in declaration
+    order with its default (a marker when required); `givable` names the fields a caller may
+    give (all but the Literal ones, the `kind`), `required` those it must give."""
+
+    __slots__ = ("givable", "required", "values")
+
+    def __init__(self, values: dict[str, Any], givable: frozenset[str]) -> None:
+        self.values = values
+        self.givable = givable
+        self.required = frozenset(name for name, value in values.items() if value is _REQUIRED)
+
+
+def _template(cls: type[Event]) -> _Template | None:
+    """The template of `cls`, or None when it cannot be assembled without validation: a
+    container or constrained field, a default factory, an alias, a validator, a post-init
+    hook or another configuration."""
+    decorators = cls.__pydantic_decorators__
+    if (
+        cls.__pydantic_post_init__ is not None
+        or decorators.field_validators
+        or decorators.model_validators
+        or decorators.root_validators
+        or decorators.validators
+        or dict(cls.model_config) != _EVENT_CONFIG
+    ):
+        return None
+    values: dict[str, Any] = {}
+    givable: set[str] = set()
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None or info.metadata or info.alias or info.validation_alias:
+            return None
+        if get_origin(info.annotation) is not Literal:
+            if not _is_scalar(info.annotation):
+                return None
+            givable.add(name)
+        values[name] = _REQUIRED if info.is_required() else info.default
+    return _Template(values, frozenset(givable))
+
+
+_templates: dict[type[Event], _Template | None] = {}
+
+
+def assemble(cls: type[E], fields: dict[str, Any]) -> E:
+    """`cls(**fields)` without validation, for values already exactly of their fields' types.
+
+    The caller guarantees each value is exactly of a type its field declares (a `float` for
+    a float, never an int; a plain `str`; a member of the field's enum; None for an optional
+    one), so validation would keep every value as it is. The event is then built the way
+    pydantic's `model_construct` builds one: the fields in declaration order, defaults filled
+    in, the given names as its fields set; its JSON is the validated event's. A class that
+    has a container, constrained or validated field (see `_template`), an unknown or missing
+    field, or a Literal field given, goes through validation instead.
+    """
+    template = _templates.get(cls, _UNKNOWN)
+    if template is _UNKNOWN:
+        template = _templates[cls] = _template(cls)
+    if type(template) is not _Template or not (template.givable >= fields.keys() >= template.required):
+        return cls(**fields)
+    values = template.values.copy()
+    values.update(fields)  # every name given is in the template already: the order stays
+    event = cls.__new__(cls)
+    _set = object.__setattr__
+    _set(event, "__dict__", values)
+    _set(event, "__pydantic_fields_set__", set(fields))
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
 Subscriber = Callable[[Event], None]
 Barrier = Callable[[], Awaitable[None]]
 ErrorHandler = Callable[[Subscriber, BaseException], None]
@@ -400,7 +490,20 @@ class EventBus:
         """Number, stamp and deliver an event. An event emitted by a subscriber is
         delivered after the current one, so every subscriber sees sequence order."""
         self._seq += 1
-        event = cls(seq=self._seq, ts=self.clock.now(), run_id=self.run_id, **fields)
+        return self._publish(cls(seq=self._seq, ts=self.clock.now(), run_id=self.run_id, **fields))
+
+    def emit_exact(self, cls: type[E], /, **fields: Any) -> E:
+        """`emit` for a caller whose values are each exactly of its field's declared type
+        (see `assemble`): the event is built without validating them again. The core's
+        hottest events use it (a state transition, a tool execution)."""
+        self._seq += 1
+        fields["seq"] = self._seq
+        fields["ts"] = ts = self.clock.now()
+        fields["run_id"] = self.run_id
+        # The clock is injected: a datetime subclass from it is validated like any value.
+        return self._publish(assemble(cls, fields) if type(ts) is datetime else cls(**fields))
+
+    def _publish(self, event: E) -> E:
         if self._dispatching:
             self._backlog.append(event)
             return event
