@@ -161,6 +161,11 @@ class Journal:
         self._staged: list[Event] = []
         self._staged_intents: dict[str, str] = {}
         self._staged_state: dict[str, str] = {}
+        #: Every intent's committed status, as the intents table holds it: read from the table
+        #: once, then kept by this, its only writer, after each commit that changes it. An
+        #: intent's status is asked for three times per LIVE effect (before it, when its
+        #: intent is recorded, when its outcome is): a dict lookup, not a query.
+        self._intent_statuses: dict[str, str] | None = None
 
     # ----------------------------------------------------------------- opening
 
@@ -285,7 +290,7 @@ class Journal:
             if self.group_ledger:
                 self._stage(event)
                 return
-            self._transaction(lambda conn: _apply_ledger(conn, event), durable=True)
+            self._transaction(event, durable=True)
             return
         if len(self._pending) >= self.batch_size:
             # A full batch is one transaction. fsynced like every commit (one fsync per
@@ -395,12 +400,15 @@ class Journal:
         self._confirm(self.intent_status(action_hash) == "UNKNOWN", f"the UNKNOWN outcome of intent {action_hash}")
 
     def intent_status(self, action_hash: str) -> str | None:
+        self._check_usable()
         staged = self._staged_intents.get(action_hash)
         if staged is not None:
-            self._check_usable()
             return staged
-        row = self._read("SELECT status FROM intents WHERE action_hash = ?", (action_hash,)).fetchone()
-        return None if row is None else str(row[0])
+        statuses = self._intent_statuses
+        if statuses is None:
+            rows = self._read("SELECT action_hash, status FROM intents", ()).fetchall()
+            statuses = self._intent_statuses = {str(h): str(status) for h, status in rows}
+        return statuses.get(action_hash)
 
     def is_blocked(self, action_hash: str) -> bool:
         """True if any intent exists for `action_hash` (whatever its status): running it again is not allowed."""
@@ -527,10 +535,12 @@ class Journal:
         except sqlite3.Error as exc:
             self._fail(f"cannot read the journal: {exc}", exc)
 
-    def _transaction(self, extra: Callable[[sqlite3.Connection], None] | None, durable: bool) -> None:
-        """One transaction: the pending records, the new head, then `extra`; fsynced if durable."""
+    def _transaction(self, ledger: Event | None, durable: bool) -> None:
+        """One transaction: the pending records, the new head, the staged table changes, then
+        `ledger`'s; fsynced if durable."""
         conn = self._conn
         rows = self._pending
+        staged = self._staged
         try:
             if durable != self._sync_full:
                 # Switched only when it changes: a run of unsynced commits (the gateway's
@@ -543,10 +553,10 @@ class Journal:
             # Written in every transaction: it lets verify detect a truncated tail, and it makes
             # a durable commit with nothing pending still write, and so fsync, the WAL.
             conn.executemany(_SET_META, [("head_seq", str(self._last_seq)), ("head_hash", self._last_hash)])
-            for event in self._staged:
+            for event in staged:
                 _apply_ledger(conn, event)
-            if extra is not None:
-                extra(conn)
+            if ledger is not None:
+                _apply_ledger(conn, ledger)
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             try:
@@ -555,6 +565,10 @@ class Journal:
             except (sqlite3.Error, OSError):
                 pass  # the commit already failed; the journal is stopped whatever rollback says
             self._fail(f"commit failed: {exc}", exc)
+        statuses = self._intent_statuses
+        if statuses is not None:
+            for event in staged if ledger is None else [*staged, ledger]:
+                _apply_status(statuses, event)
         self._pending = []
         self._drop_staged()
         self._committed_seq = self._last_seq
@@ -595,6 +609,16 @@ def _apply_ledger(conn: sqlite3.Connection, event: Event) -> None:
             "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (event.key, event.value),
         )
+
+
+def _apply_status(statuses: dict[str, str], event: Event) -> None:
+    """What a committed ledger event changed in the intents table, applied to its statuses."""
+    if isinstance(event, IntentRecorded):
+        statuses[event.action_hash] = "PENDING"
+    elif isinstance(event, IntentStatusChanged):
+        for action_hash in event.action_hashes:
+            if action_hash in statuses:  # as the UPDATE: an unknown hash changes no row
+                statuses[action_hash] = event.status
 
 
 def _check_reopen(path: Path, meta: dict[str, str], last: tuple[int, str] | None, run_id: str) -> tuple[int, str]:

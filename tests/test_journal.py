@@ -250,6 +250,43 @@ def test_record_outcome(tmp_path: Path) -> None:
     journal.close()
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_intent_status_is_the_table_s_status_after_every_change(tmp_path: Path, grouped: bool) -> None:
+    """The journal answers intent statuses from memory: they must be the table's, through
+    immediate and grouped commits, for hashes asked before and after they exist."""
+    Journal.open(tmp_path, RUN, clock=ManualClock()).close()
+    seed = Journal.open(tmp_path, RUN, clock=ManualClock())
+    seed.record_intent("before", "p", "a0", "agent", "tool", None)  # in the table before the reopen
+    seed.close()
+    journal, _bus = attached(tmp_path)
+    journal.group_ledger = grouped
+
+    def table() -> dict[str, str]:
+        return dict(rows(tmp_path, "SELECT action_hash, status FROM intents"))
+
+    def check(*hashes: str) -> None:
+        if grouped:
+            journal.commit()
+        committed = table()
+        for h in hashes:
+            assert journal.intent_status(h) == committed.get(h)
+
+    check("before", "ok", "bad", "cut", "never")
+    journal.record_intent("ok", "p", "a1", "agent", "tool", None)
+    journal.record_intent("bad", "p", "a2", "agent", "tool", None)
+    journal.record_intent("cut", "p", "a3", "agent", "tool", None)
+    check("before", "ok", "bad", "cut", "never")
+    journal.record_outcome("ok", True)
+    journal.record_outcome("bad", False)
+    journal.record_unknown("cut")
+    journal.record_outcome("before", True)
+    check("before", "ok", "bad", "cut", "never")
+    assert table() == {"before": "DONE", "ok": "DONE", "bad": "FAILED", "cut": "UNKNOWN"}
+    with pytest.raises(DuplicateIntent):
+        journal.record_intent("before", "p", "a0", "agent", "tool", None)
+    journal.close()
+
+
 def test_unknown_intents_and_blocking_across_restart(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, RUN, clock=ManualClock())
     journal.record_intent("done", "p", "a1", "agent", "tool", None)
