@@ -390,6 +390,10 @@ def _template(cls: type[Event]) -> _Template | None:
 
 
 _templates: dict[type[Event], _Template | None] = {}
+# BaseModel's slots, set directly as `model_construct` sets them (frozen: no __setattr__).
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def assemble(cls: type[E], fields: dict[str, Any]) -> E:
@@ -411,11 +415,10 @@ def assemble(cls: type[E], fields: dict[str, Any]) -> E:
     values = template.values.copy()
     values.update(fields)  # every name given is in the template already: the order stays
     event = cls.__new__(cls)
-    _set = object.__setattr__
-    _set(event, "__dict__", values)
-    _set(event, "__pydantic_fields_set__", set(fields))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
+    object.__setattr__(event, "__dict__", values)
+    _set_fields_set(event, set(fields))
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 

@@ -106,8 +106,19 @@ class ToolResults(Sequence[dict[str, Any]]):
     def _record(self, action: PlannedAction) -> dict[str, Any]:
         ctx = self._contexts[action.id]
         state = ctx.state
-        highest = ctx.highest_mode
-        runs = ctx.runs
+        # One pass over the runs: their entries, durations and the highest mode reached (modes
+        # run in order, so the last successful run's, as ExecutionContext.highest_mode).
+        highest: ExecutionMode | None = None
+        durations: list[float] = []
+        executions: list[dict[str, Any]] = []
+        for r in ctx.runs:
+            entry = {"mode": r.mode._value_, "success": r.success, "duration_ms": r.duration_ms, "attempt": r.attempt}
+            if r.error:
+                entry["error"] = r.error
+            executions.append(entry)
+            durations.append(r.duration_ms)
+            if r.success:
+                highest = r.mode
         return {
             "action_id": action.id,
             "agent": ctx.agent,
@@ -118,17 +129,8 @@ class ToolResults(Sequence[dict[str, Any]]):
             "mode": highest._value_ if highest else None,
             "target_mode": ctx.target_mode._value_,
             "success": state is ExecutionState.COMPLETED,
-            "duration_ms": round(sum(r.duration_ms for r in runs), 3),
-            "executions": [
-                {
-                    "mode": r.mode._value_,
-                    "success": r.success,
-                    "duration_ms": r.duration_ms,
-                    "attempt": r.attempt,
-                    **({"error": r.error} if r.error else {}),
-                }
-                for r in runs
-            ],
+            "duration_ms": round(sum(durations), 3),
+            "executions": executions,
             "reason": ctx.reason,
             "approval": ctx.approval,
             "rolled_back": action.id in self._undone,
