@@ -447,9 +447,11 @@ class ExecutionController:
             )
             # The outcome comes from a binding: its values skip validation only when each is
             # exactly of its field's type (an int duration is validated, and so made a float).
+            confidence = ctx.confidence
             emit = (
                 self.bus.emit_exact
                 if type(outcome.duration_ms) is float
+                and type(confidence) is float
                 and type(outcome.success) is bool
                 and type(outcome.timed_out) is bool
                 and type(outcome.simulated) is bool
@@ -465,7 +467,7 @@ class ExecutionController:
                 mode=mode,
                 success=outcome.success,
                 duration_ms=outcome.duration_ms,
-                confidence=ctx.confidence,
+                confidence=confidence,
                 attempt=attempt,
                 error=outcome.error,
                 timed_out=outcome.timed_out,

@@ -22,9 +22,11 @@ import core.events as events_module
 from core.approval import PolicyGate
 from core.bindings import ExecutionOutcome, ToolBinding, ToolCall
 from core.clock import ManualClock
-from core.contracts import ExecutionMode
+from core.contracts import ExecutionMode, standard_registry
+from core.controller import ExecutionContext, ExecutionController
 from core.events import Event, EventBus, StateTransition, ToolExecuted, assemble
-from core.plans import load_plans
+from core.executors import SimulatedExecutor
+from core.plans import PlannedAction, load_plans
 
 TS = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -190,3 +192,18 @@ def test_an_int_duration_from_a_binding_is_validated_into_a_float(make_harness: 
     assert mine and all(type(e.duration_ms) is float for e in mine)
     assert all('"duration_ms":2.0' in events_module.event_json(e) for e in mine)
     assert [e.mode for e in mine] == [ExecutionMode.MOCK, ExecutionMode.DRY_RUN, ExecutionMode.LIVE]
+
+
+async def test_an_int_confidence_is_validated_into_a_float() -> None:
+    """A context whose action was built without validation (an int confidence) still gets a
+    float confidence in its ToolExecuted event: such values are validated, not trusted."""
+    bus = EventBus(ManualClock(), "run_x")
+    seen: list[Event] = []
+    bus.subscribe(seen.append, (ToolExecuted,))
+    controller = ExecutionController(standard_registry(), bus, PolicyGate())
+    action = PlannedAction.model_construct(id="a1", agent="x", tool="ghl_search", confidence=1, args={})
+    ctx = ExecutionContext(plan_id="p", action=action, contract=controller.registry.get("ghl_search"), agent="x")
+    executor = SimulatedExecutor(ctx.contract, bus.clock)
+    await controller.run_action(ctx, executor.binding())
+    assert seen and all(type(e.confidence) is float for e in seen if isinstance(e, ToolExecuted))
+    assert all('"confidence":1.0' in events_module.event_json(e) for e in seen)
