@@ -19,10 +19,18 @@ moment the last one is answered: the service saturated, so the figure is queuein
 other calls, i.e. 50 / throughput: a throughput figure, reported), and paced (each agent one
 call per second from a random phase, 50 calls/s in all; a call is timed from when it is
 sent, or from when it fell due if the agent's own previous call was still running then, so
-that wait counts). One agent paced at one call per 100 ms is the reference for the paced
-figure: a call that finds the service and its client idle pays this VM's wake-ups (both
-processes asleep between calls), whatever the number of agents. The bar (p50 <= 2 ms) is
-held by the back-to-back single-agent levels; the others are reported.
+that wait counts), with the minimal client and with the SDK. One agent paced at one call
+per 100 ms is the reference for the paced figure: a call that finds the service and its
+client idle pays this VM's wake-ups (both processes asleep between calls, their caches
+cold), whatever the number of agents. The bar
+(p50 <= 2 ms) is held by the back-to-back single-agent levels; the others are reported.
+
+The floor, in the same run (`echo_floor`): after the gate has stopped, every level that sends
+one POST per call (raw1, sdk; 1 and 50 agents; back to back and paced) runs again against a
+bare Starlette + uvicorn echo that answers at once with a decided status (no token check,
+journal, fsync or core). Each figure is reported beside its floor: what loopback HTTP, the
+client and this VM's scheduling cost with no gate at all. At 50 agents back to back the floor
+is itself 50 / the echo's throughput; paced, it shows what a sleeping VM adds to any call.
 Group commit is counted from the journal: fsynced transactions per
 round trip (the durable commits of proposals and LIVE barriers are grouped across agents).
 The service's CPU per round trip is its process's user+system time (/proc/PID/stat) over a
@@ -51,7 +59,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import PYTHON, ROOT, bar, percentile, report
+from benchmarks import PYTHON, ROOT, bar, echo_floor, percentile, report
 
 NAME = "service_roundtrip"
 BAR_P50_MS = 2.0
@@ -320,8 +328,37 @@ def journal_counts(out: Path) -> dict[str, int]:
     return {k: int(v) for k, v in kinds.items()}
 
 
+def paced_levels(url: str, tokens: list[str], paced: int, pid: int) -> list[dict[str, Any]]:
+    """50 agents at one call per PACE_MS each, then one agent at one per LONE_PACE_MS; the
+    minimal client, then the SDK; `paced` timed calls per agent (5x that for the lone one)."""
+    return [
+        measure_level(url, tokens, agents, processes, calls, kind, pid, pace_ms=pace)
+        for agents, processes, calls, pace in ((50, 5, 50 * paced, PACE_MS), (1, 1, 5 * paced, LONE_PACE_MS))
+        for kind in ("raw1", "sdk")
+    ]
+
+
+def measure_floor(tokens: list[str], rounds: int, paced: int) -> list[dict[str, Any]]:
+    """The levels that use one POST per call, against the bare HTTP echo (`echo_floor`):
+    the same clients, agents, processes and pacing, after the gate has stopped."""
+    proc, url = echo_floor.start()
+    try:
+        parts = [
+            measure_level(url, tokens, 1, 1, rounds, "raw1", proc.pid),
+            measure_level(url, tokens, 1, 1, rounds, "sdk", proc.pid),
+            measure_level(url, tokens, 50, 5, rounds * 5, "raw1", proc.pid),
+            measure_level(url, tokens, 50, 5, rounds * 5, "sdk", proc.pid),
+            *paced_levels(url, tokens, paced, proc.pid),
+        ]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    return [level_figures([part]) for part in parts]
+
+
 def measure(quick: bool) -> dict[str, Any]:
     rounds = 200 if quick else 1000
+    paced = 20 if not quick else 5  # timed calls per paced agent
     with tempfile.TemporaryDirectory(prefix="p24_svc_") as tmp:
         out = Path(tmp) / "gate"
         out.mkdir()
@@ -336,21 +373,21 @@ def measure(quick: bool) -> dict[str, Any]:
                     batches[kind].append(measure_level(url, tokens, 1, 1, rounds // BATCHES, kind, proc.pid))
             levels = [level_figures(batches[kind]) for kind in CLIENTS]
             unbatched = [measure_level(url, tokens, 50, 5, rounds * 5, kind, proc.pid) for kind in ("raw1", "sdk")]
-            paced = 20 if not quick else 5  # timed calls per paced agent
-            unbatched.append(measure_level(url, tokens, 50, 5, 50 * paced, "sdk", proc.pid, pace_ms=PACE_MS))
-            unbatched.append(measure_level(url, tokens, 1, 1, 5 * paced, "sdk", proc.pid, pace_ms=LONE_PACE_MS))
+            unbatched += paced_levels(url, tokens, paced, proc.pid)
             levels += [level_figures([part]) for part in unbatched]
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {operator}"}) as http:
                 metrics = http.get("/metrics").text
         finally:
             proc.send_signal(signal.SIGTERM)
             stdout, _err = proc.communicate(timeout=60)
+        floor = measure_floor(tokens, rounds, paced)
         counts = journal_counts(out)
         proposals = counts.get("proposal_received", 0)
         commits_match = re.search(r"commits=(\d+)", stdout)
         waiters_match = re.search(r"waiters=(\d+)", stdout)
     return {
         "levels": levels,
+        "floor": floor,
         "proposals_journaled": proposals,
         "service_exit": proc.returncode,
         "metrics_proposals": re.search(r"^phase24_proposals_total (\S+)", metrics, re.M).group(1)  # type: ignore[union-attr]
@@ -359,6 +396,12 @@ def measure(quick: bool) -> dict[str, Any]:
         "group_commits": int(commits_match.group(1)) if commits_match else None,
         "barrier_waits": int(waiters_match.group(1)) if waiters_match else None,
     }
+
+
+def floor_of(floor: list[dict[str, Any]], level: dict[str, Any]) -> dict[str, Any] | None:
+    """The echo floor's level measured like `level` (same client, agents and pacing), if any."""
+    same = ("agents", "client", "client_processes", "pace_ms")
+    return next((f for f in floor if all(f[k] == level[k] for k in same)), None)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -375,11 +418,13 @@ def run(quick: bool = False) -> dict[str, Any]:
             who += (
                 f", back to back (the service saturated: {level['round_trips_per_s_incl_startup']:,.0f} round trips/s)"
             )
+        floor = floor_of(result["floor"], level)
         bars.append(
             bar(
                 NAME,
                 f"propose -> decision over HTTP, {who}: p50 / p99 (n={level['round_trips']})",
-                f"{level['p50_ms']} / {level['p99_ms']} ms",
+                f"{level['p50_ms']} / {level['p99_ms']} ms"
+                + (f" (bare HTTP echo: {floor['p50_ms']} / {floor['p99_ms']} ms)" if floor else ""),
                 "p50 <= 2 ms" if not (saturated or level["pace_ms"]) else "(reported)",
                 level["p50_ms"] <= BAR_P50_MS if not (saturated or level["pace_ms"]) else None,
             )
