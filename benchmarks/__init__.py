@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -98,6 +99,26 @@ def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
         if line.startswith("{"):
             return json.loads(line)  # type: ignore[no-any-return]
     raise RuntimeError(f"{module} {' '.join(args)} printed no JSON line:\n{proc.stdout[-2000:]}")
+
+
+def start_server(module: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`python -m <module> ARGS` in a subprocess whose first line on stdout says
+    "listening on URL"; the process and the URL."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    url = re.search(r"listening on (http://\S+)", first)
+    if not url:
+        proc.kill()
+        raise RuntimeError(f"{module} did not start: {first}{proc.stderr.read() if proc.stderr else ''}")
+    return proc, url.group(1)
 
 
 def bar(benchmark: str, figure: str, value: str, target: str, met: bool | None) -> dict[str, Any]:

@@ -15,12 +15,10 @@ asleep (paced) shows up in the floor too.
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 
-from benchmarks import PYTHON, ROOT
+from benchmarks import start_server
 
 #: A decided proposal's status as the gate answers `POST /v1/proposals?wait=S` for an
 #: auto-approved LOW call the service runs (the same fields the SDK reads).
@@ -78,21 +76,7 @@ def serve() -> None:
 
 def start() -> tuple[subprocess.Popen[str], str]:
     """The echo in a subprocess, and its URL."""
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "benchmarks.echo_floor"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    url = re.search(r"listening on (http://\S+)", first)
-    if not url:
-        proc.kill()
-        raise RuntimeError(f"the echo floor did not start: {first}{proc.stderr.read() if proc.stderr else ''}")
-    return proc, url.group(1)
+    return start_server("benchmarks.echo_floor")
 
 
 if __name__ == "__main__":

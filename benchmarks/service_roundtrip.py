@@ -59,7 +59,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import PYTHON, ROOT, bar, echo_floor, percentile, report
+from benchmarks import PYTHON, ROOT, bar, echo_floor, percentile, report, start_server
 
 NAME = "service_roundtrip"
 BAR_P50_MS = 2.0
@@ -71,22 +71,7 @@ PACED_WARMUP = 3
 
 
 def start_service(out: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "console.cli", "serve", "--port", "0", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    url = re.search(r"listening on (http://\S+)", first)
-    if not url:
-        proc.kill()
-        raise RuntimeError(f"phase24 serve did not start: {first}{proc.stderr.read() if proc.stderr else ''}")
-    return proc, url.group(1)
+    return start_server("console.cli", "serve", "--port", "0", "--out", str(out))
 
 
 def make_tokens(out: Path, count: int) -> tuple[str, list[str]]:
