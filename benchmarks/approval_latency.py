@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -163,10 +162,11 @@ async def _one_run(out: Path, times: Times) -> dict[str, Any]:
             if worker is not None and worker.state in (WorkerState.SUCCESS, WorkerState.ERROR):
                 break
             modal = app.current_modal
-            if modal is None or modal.request.request_id not in times.on_screen:
+            shown = None if modal is None else modal.request
+            if modal is None or shown is None or shown.request_id not in times.on_screen:
                 await asyncio.sleep(0.001)
                 continue
-            request_id = modal.request.request_id
+            request_id = shown.request_id
             if request_id in times.y or not modal.armed:
                 # Keys answer a prompt only once it is armed (on screen for the arming delay):
                 # the operator reads it, then presses y.
@@ -314,4 +314,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

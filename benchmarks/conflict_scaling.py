@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import random
-import sys
 import time
 from collections import Counter
 from itertools import pairwise
@@ -213,4 +212,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -25,7 +25,6 @@ import io
 import json
 import os
 import pstats
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -311,4 +310,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

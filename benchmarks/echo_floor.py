@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from benchmarks import start_server
 
@@ -80,4 +79,4 @@ def start() -> tuple[subprocess.Popen[str], str]:
 
 
 if __name__ == "__main__":
-    sys.exit(serve())
+    serve()
