@@ -102,7 +102,8 @@ class KeysFooter(Footer):
 
 
 class StatusBar(Readout):
-    """One line: run state, plans done of total, the mode ceiling, counters."""
+    """One line: run state, plans done of total (a service: proposals done of received), the mode
+    ceiling, counters."""
 
     def render_view(self, view: RunView) -> None:
         state = view.state_label
@@ -115,8 +116,11 @@ class StatusBar(Readout):
         ceiling = "MOCK (locked)" if view.locked else view.mode_ceiling
         text = Text.assemble(
             (f" {state.upper()} ", f"reverse {style}"),
-            f"  plans {view.plans_done}/{view.plans_total}",
-            f"  plan {view.current_plan or '-'}",
+            # A gate service has no plan count: its plans are the proposals received so far.
+            f"  proposals {view.plans_done}/{view.proposals} done"
+            if view.proposals
+            else f"  plans {view.plans_done}/{view.plans_total}",
+            f"  {'proposal' if view.proposals else 'plan'} {view.current_plan or '-'}",
             "  ceiling ",
             (ceiling, "bold red" if view.locked else "bold"),
             f"  executions {view.executions}",

@@ -24,6 +24,7 @@ from core.events import (
     IntentRecorded,
     PlanFinished,
     PlanStarted,
+    ProposalReceived,
     RunFinished,
     RunPaused,
     RunResumed,
@@ -106,6 +107,8 @@ class RunView:
     run_id: str = ""
     plans_total: int = 0
     plans_done: int = 0
+    #: Proposals a gate service received (each one becomes a one-action plan); 0 for a plan run.
+    proposals: int = 0
     actions_total: int = 0
     current_plan: str = ""
     mode_ceiling: str = "LIVE"
@@ -264,6 +267,10 @@ class RunView:
         self.mode_ceiling = e.mode_ceiling.value
         c.header = True
 
+    def _proposal(self, e: ProposalReceived, c: Changes) -> None:
+        self.proposals += 1
+        c.header = True
+
     def _plan_started(self, e: PlanStarted, c: Changes) -> None:
         self.current_plan = inert(e.plan_id, 60)
         c.header = True
@@ -309,6 +316,7 @@ _HANDLERS: dict[type[Event], Any] = {
     SignalEmitted: RunView._signal,
     RunStarted: RunView._run_started,
     PlanStarted: RunView._plan_started,
+    ProposalReceived: RunView._proposal,
     PlanFinished: RunView._plan_finished,
     RunFinished: RunView._run_finished,
     SystemLocked: RunView._locked,

@@ -193,3 +193,29 @@ def test_a_bad_keys_file_stops_an_attached_console_before_it_takes_the_seat(tmp_
     assert refused.returncode == 2, refused.stderr
     assert "keys.toml" in refused.stderr and "Traceback" not in refused.stderr
     assert not seat.get("operator_seat", {}).get("held")
+
+
+async def test_an_attached_console_counts_the_services_proposals_not_plans_of_a_total(tmp_path: Path) -> None:
+    """A service has no plan total: the status bar says how many of the proposals received are
+    done (it used to read "plans 2/0"), and names the current one a proposal."""
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        agent = add_token(out, "agent", "data_agent")
+        viewer = add_token(out, "viewer", "wall")
+        headers = {"Authorization": f"Bearer {agent}"}
+        for n in range(2):
+            body = {"agent": "data_agent", "tool": "memory_search", "confidence": 0.9, "args": {"n": n}}
+            answer = await asyncio.to_thread(
+                lambda body=body: httpx.post(f"{service.url}/v1/proposals?wait=10", json=body, headers=headers)
+            )
+            assert answer.json()["state"] == "COMPLETED", answer.text
+        app = attached_app(service.url, viewer, read_only=True)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: app.view.plans_done == 2, "both proposals in the view")
+            await pilot.pause(0.3)
+            bar = str(app.query_one("#status-bar").render())
+            assert "proposals 2/2 done" in bar and "proposal prop-2" in bar, bar
+            assert "plans " not in bar
+            await pilot.press("q")
+        code, _ = service.stop()
+    assert code == 0
