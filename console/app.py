@@ -311,6 +311,11 @@ class OperatorConsole(App[int]):
             self.notify(f"The run stopped with an error: {self.core_error}", severity="error", markup=False)
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self.drain()
+            lost = getattr(self.harness, "lost", None)  # an attached console's service is gone
+            if isinstance(lost, str) and not self.view.finished and self.is_running:
+                self.view.detached = True
+                self._render_header()
+                self.notify(lost, title="detached", severity="error", timeout=30, markup=False)
             if self._quit_requested:
                 self.exit(self.exit_code_for_run())
 

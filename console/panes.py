@@ -112,6 +112,7 @@ class StatusBar(Readout):
             "paused": "bold yellow",
             "finished": "bold cyan",
             "interrupted": "bold yellow",
+            "detached": "bold red",
         }.get(state.split(" ")[0], "bold")
         ceiling = "MOCK (locked)" if view.locked else view.mode_ceiling
         text = Text.assemble(

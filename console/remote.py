@@ -169,6 +169,8 @@ class RemoteGateClient:
         self.summary: dict[str, Any] = {}
         self.last_seq = 0
         self.errors: list[str] = []
+        #: Set when the stream could not be got back (the service is gone): what the console says.
+        self.lost: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
         self._stopping = False
@@ -196,6 +198,11 @@ class RemoteGateClient:
                     if task is not None:
                         task.uncancel()  # our own detach: what follows (giving the seat back) may still await
                     break
+            if tries >= RECONNECT_TRIES:
+                self.lost = (
+                    f"lost the service at {inert(self.url, 200)}: {RECONNECT_TRIES} reconnects failed "
+                    f"({inert(self.errors[-1], 300)}); the screen shows its last known state"
+                )
             await self._release_seat(http)
         return self.summary
 

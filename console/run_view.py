@@ -116,6 +116,7 @@ class RunView:
     lock_reason: str = ""
     paused: bool = False
     finished: bool = False
+    detached: bool = False  # an attached console that lost its service before the run's end
     interrupted: bool = False
     stopping: bool = False
     executions: int = 0
@@ -147,6 +148,8 @@ class RunView:
             if self.interrupted:
                 return "interrupted"
             return f"finished {self.run_status}" if self.run_status else "finished"
+        if self.detached:
+            return "detached"
         if self.stopping:
             return "stopping"
         if self.paused:

@@ -156,8 +156,15 @@ class GateService(Phase24Harness):
             self.grants.expire_all(f"{reason} before the outcome was reported")
             await asyncio.wait(self._tasks, timeout=0.05)
         self._emit_signals()  # the final analysis, whenever the last one was
-        self.feed.close()
         return False
+
+    def _finish_run(self, start: Any, follower: asyncio.Task[None], interrupted: bool) -> None:
+        try:
+            super()._finish_run(start, follower, interrupted)
+        finally:
+            # After RunFinished: every event stream (attached consoles, SSE clients) gets the
+            # run's end, with its status, before it ends.
+            self.feed.close()
 
     def _open_durable_state(self) -> None:
         super()._open_durable_state()

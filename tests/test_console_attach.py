@@ -219,3 +219,48 @@ async def test_an_attached_console_counts_the_services_proposals_not_plans_of_a_
             await pilot.press("q")
         code, _ = service.stop()
     assert code == 0
+
+
+async def test_an_attached_console_shows_the_run_finished_when_the_service_stops(tmp_path: Path) -> None:
+    """The service's last events (RunFinished with its status) reach every attached console
+    before their streams end: the console does not go on saying RUNNING (it did: the event
+    stream was closed before the run's end was published)."""
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        viewer = add_token(out, "viewer", "wall")
+        app = attached_app(service.url, viewer, read_only=True)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: bool(app.view.run_id), "the run to start in the view")
+            code, _ = await asyncio.to_thread(service.stop)
+            assert code == 0
+            await wait_until(pilot, lambda: app.view.finished, "the run's end in the view")
+            await pilot.pause(0.3)
+            bar = str(app.query_one("#status-bar").render())
+            # A stopped service's run ends as stopped by the operator's signal: interrupted.
+            assert bar.startswith(" INTERRUPTED "), bar
+            await pilot.press("q")
+
+
+async def test_an_attached_console_that_loses_its_service_says_so(tmp_path: Path, monkeypatch: Any) -> None:
+    """A killed service never sends the run's end: once reconnecting fails, the console says it
+    is detached (status line and a notification) instead of showing RUNNING."""
+    import signal
+
+    import console.remote
+
+    monkeypatch.setattr(console.remote, "RECONNECT_TRIES", 3)
+    monkeypatch.setattr(console.remote, "RECONNECT_DELAY_S", 0.05)
+    out = tmp_path / "gate"
+    with running_service(out) as service:
+        viewer = add_token(out, "viewer", "wall")
+        app = attached_app(service.url, viewer, read_only=True)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: bool(app.view.run_id), "the run to start in the view")
+            await asyncio.to_thread(service.stop, signal.SIGKILL)
+            await wait_until(pilot, lambda: app.view.detached, "the console to notice")
+            await pilot.pause(0.2)
+            bar = str(app.query_one("#status-bar").render())
+            assert bar.startswith(" DETACHED "), bar
+            said = [str(n.message) for n in app._notifications]
+            assert any("lost the service at " + service.url in m and "3 reconnects failed" in m for m in said), said
+            await pilot.press("q")
