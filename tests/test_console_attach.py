@@ -264,3 +264,26 @@ async def test_an_attached_console_that_loses_its_service_says_so(tmp_path: Path
             said = [str(n.message) for n in app._notifications]
             assert any("lost the service at " + service.url in m and "3 reconnects failed" in m for m in said), said
             await pilot.press("q")
+
+
+async def test_a_serving_consoles_badge_wraps_on_a_narrow_terminal_instead_of_losing_the_token_hint(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """At 80 columns the serving console's badge (its URL, and how to make agent tokens) wraps,
+    all of it on screen; it used to be cut after "(agent tokens: phase24"."""
+    monkeypatch.chdir(tmp_path)
+    out = Path("gate")  # as a person types it: the badge names it twice
+    gate = ConsoleGate()
+    service = EmbeddedService(ServeOptions(port=0, out=out), gate)
+    app = make_app(service, gate)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: service.accepting, "the embedded service")
+            badge = app.query_one("#attach-badge")
+            assert badge.size.height == 2
+            lines = [strip.text.strip() for strip in badge.render_lines(badge.region.reset_offset)]
+            assert " ".join(lines).endswith("--role agent NAME)"), lines
+            await pilot.press("q")
+            await wait_until(pilot, lambda: not app.is_running, "the console to stop", timeout=20)
+    finally:
+        service.stop("test teardown")
