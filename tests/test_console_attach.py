@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from console.app import ConsoleGate, make_app
+from console.app import ConsoleGate, OperatorConsole, make_app
 from console.approval_prompt import ApprovalModal
 from console.remote import SeatTaken, attached_app
 from service.embedded import EmbeddedService
 from service.server import ServeOptions
 from service.tokens import TOKENS_FILE
 from service.tokens import add_token as add_token_to
-from tests.service_fixtures import add_token, phase24, running_service
+from tests.service_fixtures import Service, add_token, phase24, running_service
 
 
 async def wait_until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 20) -> None:
@@ -221,24 +222,31 @@ async def test_an_attached_console_counts_the_services_proposals_not_plans_of_a_
     assert code == 0
 
 
-async def test_an_attached_console_shows_the_run_finished_when_the_service_stops(tmp_path: Path) -> None:
-    """The service's last events (RunFinished with its status) reach every attached console
-    before their streams end: the console does not go on saying RUNNING (it did: the event
-    stream was closed before the run's end was published)."""
+@contextlib.asynccontextmanager
+async def watching_a_service(tmp_path: Path) -> AsyncIterator[tuple[Service, OperatorConsole, Any]]:
+    """A real service, and a read-only console attached to it that has seen the run start."""
     out = tmp_path / "gate"
     with running_service(out) as service:
         viewer = add_token(out, "viewer", "wall")
         app = attached_app(service.url, viewer, read_only=True)
         async with app.run_test(size=(160, 48)) as pilot:
             await wait_until(pilot, lambda: bool(app.view.run_id), "the run to start in the view")
-            code, _ = await asyncio.to_thread(service.stop)
-            assert code == 0
-            await wait_until(pilot, lambda: app.view.finished, "the run's end in the view")
-            await pilot.pause(0.3)
-            bar = str(app.query_one("#status-bar").render())
-            # A stopped service's run ends as stopped by the operator's signal: interrupted.
-            assert bar.startswith(" INTERRUPTED "), bar
-            await pilot.press("q")
+            yield service, app, pilot
+
+
+async def test_an_attached_console_shows_the_run_finished_when_the_service_stops(tmp_path: Path) -> None:
+    """The service's last events (RunFinished with its status) reach every attached console
+    before their streams end: the console does not go on saying RUNNING (it did: the event
+    stream was closed before the run's end was published)."""
+    async with watching_a_service(tmp_path) as (service, app, pilot):
+        code, _ = await asyncio.to_thread(service.stop)
+        assert code == 0
+        await wait_until(pilot, lambda: app.view.finished, "the run's end in the view")
+        await pilot.pause(0.3)
+        bar = str(app.query_one("#status-bar").render())
+        # A stopped service's run ends as stopped by the operator's signal: interrupted.
+        assert bar.startswith(" INTERRUPTED "), bar
+        await pilot.press("q")
 
 
 async def test_an_attached_console_that_loses_its_service_says_so(tmp_path: Path, monkeypatch: Any) -> None:
@@ -250,20 +258,15 @@ async def test_an_attached_console_that_loses_its_service_says_so(tmp_path: Path
 
     monkeypatch.setattr(console.remote, "RECONNECT_TRIES", 3)
     monkeypatch.setattr(console.remote, "RECONNECT_DELAY_S", 0.05)
-    out = tmp_path / "gate"
-    with running_service(out) as service:
-        viewer = add_token(out, "viewer", "wall")
-        app = attached_app(service.url, viewer, read_only=True)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await wait_until(pilot, lambda: bool(app.view.run_id), "the run to start in the view")
-            await asyncio.to_thread(service.stop, signal.SIGKILL)
-            await wait_until(pilot, lambda: app.view.detached, "the console to notice")
-            await pilot.pause(0.2)
-            bar = str(app.query_one("#status-bar").render())
-            assert bar.startswith(" DETACHED "), bar
-            said = [str(n.message) for n in app._notifications]
-            assert any("lost the service at " + service.url in m and "3 reconnects failed" in m for m in said), said
-            await pilot.press("q")
+    async with watching_a_service(tmp_path) as (service, app, pilot):
+        await asyncio.to_thread(service.stop, signal.SIGKILL)
+        await wait_until(pilot, lambda: app.view.detached, "the console to notice")
+        await pilot.pause(0.2)
+        bar = str(app.query_one("#status-bar").render())
+        assert bar.startswith(" DETACHED "), bar
+        said = [str(n.message) for n in app._notifications]
+        assert any("lost the service at " + service.url in m and "3 reconnects failed" in m for m in said), said
+        await pilot.press("q")
 
 
 async def test_a_serving_consoles_badge_wraps_on_a_narrow_terminal_instead_of_losing_the_token_hint(
