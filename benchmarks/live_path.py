@@ -18,6 +18,16 @@ actions from `sample_plans/large.json` and the generated 100k plan, 20 agents ea
   `execute_orchestration_pipeline()`; plan loading and the printed report are outside it
   and reported separately (whole command, `wall_s`, in its own process).
 - **dry_run_only**: the same with `--dry-run-only`.
+- **live_no_disk** (10k): the real LIVE path again with its run directory (journal, output
+  files, effects file) on a memory filesystem (`/dev/shm`, tmpfs: an fsync there returns at
+  once). live minus live_no_disk is what the disk costs the path users run, measured the way
+  the floor's own disk share is; the rest is CPU.
+- **live_no_journal**, **dry_run_only_no_journal** (10k): the real path with the durable
+  journal switched off (`durable_journal=False`, so no hash chain, no SQLite, no intents):
+  everything else of the pipeline (controller, conflicts, executors, output files, monitor,
+  feedback, the plan's records), measured the way the issue's own breakdown was, by switching
+  a part off. It bounds what any faster journal or event encoding could give: the path cannot
+  beat it without the journal.
 
 Each figure reports actions/s, µs/action, peak RSS (VmHWM of its process, see `peak_rss_mb`) and its
 ratio to the floor on the same plan.
@@ -176,11 +186,21 @@ def floor_run(plan_path: Path, disk: bool = True) -> dict[str, Any]:
 # ------------------------------------------------------------------------- the real path
 
 
-def pipeline_run(plan_path: Path, dry_run_only: bool) -> dict[str, Any]:
-    """`phase24 run PLAN --approve-all [--dry-run-only]`, built by the CLI, pipeline timed."""
+#: A memory filesystem for the no-disk run of the real path (None where there is none).
+MEMORY_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else None
+
+
+def pipeline_run(
+    plan_path: Path, dry_run_only: bool, no_disk: bool = False, no_journal: bool = False
+) -> dict[str, Any]:
+    """`phase24 run PLAN --approve-all [--dry-run-only]`, built by the CLI, pipeline timed;
+    with `no_disk`, its run directory on the memory filesystem; with `no_journal`, the
+    durable journal switched off."""
     from console.cli import build_parser, prepare
 
-    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+    if no_disk and MEMORY_DIR is None:
+        raise RuntimeError("no memory filesystem (/dev/shm) to run the path without the disk")
+    with tempfile.TemporaryDirectory(prefix="bench-live-", dir=MEMORY_DIR if no_disk else None) as tmp:
         out = Path(tmp) / "run"
         argv = ["run", str(plan_path), "--approve-all", "--out", str(out), "--state-dir", str(Path(tmp) / "state")]
         if dry_run_only:
@@ -188,6 +208,8 @@ def pipeline_run(plan_path: Path, dry_run_only: bool) -> dict[str, Any]:
         args = build_parser().parse_args(argv)
         t0 = time.perf_counter()
         harness = prepare(args, approve_all=True)
+        if no_journal:
+            harness.config = harness.config.model_copy(update={"durable_journal": False})
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         summary = harness.execute_orchestration_pipeline()
@@ -198,7 +220,10 @@ def pipeline_run(plan_path: Path, dry_run_only: bool) -> dict[str, Any]:
         effect_lines = sum(1 for _ in effects.open(encoding="utf-8")) if effects.exists() else 0
         group = getattr(harness, "group", None)
     return {
-        "figure": "dry_run_only" if dry_run_only else "live",
+        "figure": ("dry_run_only" if dry_run_only else "live")
+        + ("_no_disk" if no_disk else "")
+        + ("_no_journal" if no_journal else ""),
+        "journal": harness.journal is not None,
         "actions": n,
         "live_escalations": live,
         "simulated_effects": effect_lines,
@@ -251,12 +276,18 @@ def run(quick: bool = False) -> dict[str, Any]:
             figures: dict[str, Any] = {}
             # Interleaved, so a slow minute of this shared machine hits floor and path alike.
             for _ in range(runs):
-                for key, what, flags in (
+                paths: list[tuple[str, str, list[str]]] = [
                     ("floor", "floor", []),
                     ("floor_no_disk", "floor", ["--no-disk"]),
                     ("live", "live", []),
                     ("dry_run_only", "live", ["--dry-run-only"]),
-                ):
+                ]
+                if label == "10k":
+                    if MEMORY_DIR is not None:
+                        paths.append(("live_no_disk", "live", ["--no-disk"]))
+                    paths.append(("live_no_journal", "live", ["--no-journal"]))
+                    paths.append(("dry_run_only_no_journal", "live", ["--dry-run-only", "--no-journal"]))
+                for key, what, flags in paths:
                     r = run_child(f"benchmarks.{NAME}", what, str(plan), *flags, timeout=900)
                     prev = figures.get(key)
                     runs_s = ([*prev["runs_s"]] if prev else []) + [r["run_s"]]
@@ -299,6 +330,32 @@ def run(quick: bool = False) -> dict[str, Any]:
                 ratio >= BAR_LIVE_FLOOR_RATIO if label == "10k" else None,
             )
         )
+        if "live_no_disk" in f:
+            bare = f["live_no_disk"]
+            disk = live["us_per_action"] - bare["us_per_action"]
+            bars.append(
+                bar(
+                    NAME,
+                    f"{label}: --approve-all with its run directory in memory (tmpfs: no disk)",
+                    f"{bare['actions_per_s']:,.0f} actions/s ({bare['us_per_action']:.1f} µs/action; "
+                    f"the disk is {disk:.1f} µs/action of the path, the floor's is {disk_us:.1f})",
+                    "(reported)",
+                    None,
+                )
+            )
+        if "live_no_journal" in f:
+            lnj, dnj = f["live_no_journal"], f["dry_run_only_no_journal"]
+            bars.append(
+                bar(
+                    NAME,
+                    f"{label}: without the journal (switched off: what any faster journal could reach), "
+                    "--approve-all / --dry-run-only",
+                    f"{lnj['actions_per_s']:,.0f} / {dnj['actions_per_s']:,.0f} actions/s "
+                    f"({lnj['us_per_action']:.1f} / {dnj['us_per_action']:.1f} µs/action)",
+                    "(reported)",
+                    None,
+                )
+            )
         if "command_wall_s" in live:
             bars.append(
                 bar(
@@ -338,13 +395,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("plan", nargs="?", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-disk", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dry-run-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-journal", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="the 10k plan only, one run each")
     args = parser.parse_args(argv)
     if args.child:
         if args.what == "floor":
             print(json.dumps(floor_run(args.plan, disk=not args.no_disk)))
         else:
-            print(json.dumps(pipeline_run(args.plan, args.dry_run_only), default=str))
+            print(
+                json.dumps(
+                    pipeline_run(args.plan, args.dry_run_only, no_disk=args.no_disk, no_journal=args.no_journal),
+                    default=str,
+                )
+            )
         return
     report(run(quick=args.quick))
 
