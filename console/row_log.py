@@ -73,7 +73,12 @@ class RowLog(Log):
             return
         before = len(self.shown) + len(pairs)
         self.shown.extend(event for _, event in pairs)
-        self.write_lines([line for line, _ in pairs], scroll_end=self._following)
+        # Textual scrolls a log on write only if it was at the end before; a following log
+        # can be off the end without having been scrolled back (it was hidden or shrunk and
+        # grew again), so a following log goes to the end here whatever it was before.
+        self.write_lines([line for line, _ in pairs], scroll_end=False)
+        if self._following and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
         pruned = before - len(self.shown)
         if self.cursor is not None and pruned:
             self.cursor = max(0, self.cursor - pruned)
@@ -148,6 +153,12 @@ class RowLog(Log):
             if int(self.scroll_y) + y == cursor:
                 strip = strip.apply_style(CURSOR_STYLE)
         return strip
+
+    def on_resize(self) -> None:
+        # Grown back after a narrow terminal (or a tab that hid it): a following log shows
+        # the newest rows at once, not at its next row.
+        if self._following:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
 
     def on_focus(self) -> None:
         self.refresh()

@@ -24,6 +24,7 @@ from textual.widgets._footer import FooterKey
 from console.approval_prompt import ApprovalModal
 from console.modals import ConfirmModal, HelpScreen
 from console.panes import KeysFooter, LockBanner, Readout
+from console.row_log import RowLog
 from core.approval import ApprovalDecision, ApprovalRequest, canonical_action_hash
 from core.clock import SystemClock
 from core.contracts import ExecutionMode, RiskLevel
@@ -458,6 +459,31 @@ async def test_narrow_terminal_uses_tabs(tmp_path: Path) -> None:
         assert [p for p in panes if app.query_one(f"#{p}").display] == ["conflicts"]
         table = app.query_one("#conflicts-table", DataTable)
         assert table.row_count == app.view.conflicts_total == harness.summary["total_conflicts"] > 0
+        await pilot.press("q")
+        await wait_exit(pilot, app)
+
+
+async def test_a_following_pane_still_follows_after_the_terminal_shrinks_and_grows_back(tmp_path: Path) -> None:
+    """Shrunk to 40x12 mid-prompt and grown back, the transitions pane went on showing its
+    first rows while its title said it followed: Textual scrolls a log on write only if it
+    was at the end, and the shrink had left it at the top."""
+    app, harness, _ = console_app([sample(APPROVALS)], tmp_path)
+    async with running(app, harness) as pilot:
+        await wait_modal(pilot, app)
+        assert app.current_modal is not None and app.current_modal.request is not None
+        first = app.current_modal.request.request_id
+        await pilot.press("y")
+        await wait_modal(pilot, app, {first})
+        for size in ((80, 24), (40, 12), SIZE):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.3)
+        await answer_all(pilot, app, "n", {first})
+        await wait_until(pilot, lambda: core_done(app), "the run to finish")
+        await pilot.pause(0.3)
+        log = app.query_one("#transitions-log", RowLog)
+        assert log.following
+        assert log.max_scroll_y > 0, "the test needs more rows than the pane shows"
+        assert log.scroll_y == log.max_scroll_y, f"at row {log.scroll_y} of {log.max_scroll_y}"
         await pilot.press("q")
         await wait_exit(pilot, app)
 
