@@ -76,8 +76,9 @@ class RowLog(Log):
         # Textual scrolls a log on write only if it was at the end before; a following log
         # can be off the end without having been scrolled back (it was hidden or shrunk and
         # grew again), so a following log goes to the end here whatever it was before.
-        self.write_lines([line for line, _ in pairs], scroll_end=False)
-        if self._following and not self.is_vertical_scrollbar_grabbed:
+        at_end = self.is_vertical_scroll_end
+        self.write_lines([line for line, _ in pairs], scroll_end=self._following)
+        if self._following and not at_end and not self.is_vertical_scrollbar_grabbed:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         pruned = before - len(self.shown)
         if self.cursor is not None and pruned:
