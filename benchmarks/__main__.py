@@ -25,6 +25,7 @@ from typing import Any
 from benchmarks import PYTHON, ROOT, cpu_calibration, met_text, reference, run_child, table
 from benchmarks.core_throughput import BAR_ACTIONS_PER_S as BAR_CORE_ACTIONS_PER_S
 from benchmarks.core_throughput import BREAKDOWN_RUNS, SHARED_PLAN_ENV, big_plan_file
+from benchmarks.live_path import BAR_DRY_ACTIONS_PER_S, BAR_LIVE_ACTIONS_PER_S
 
 BENCHMARKS = (
     "live_path",
@@ -389,10 +390,25 @@ def live_path_notes(live: dict[str, Any]) -> list[str]:
             f"the disk (fsync) is ~{disk:.0f} µs of the floor's action. `--dry-run-only` "
             f"{dry['us_per_action']:.0f} µs/action. The real path costs "
             f"{lv['us_per_action'] - floor['us_per_action']:.0f} µs/action more than the floor: "
-            "the controller's climb (typed event per transition, validated), "
+            "the controller's climb (a typed event per transition and per execution), "
             "the monitor and feedback loop, conflict bookkeeping, the JSONL/JSON outputs and the simulated "
             "executors, none of which the floor has."
         )
+        if "live_no_disk" in f:
+            nd = f["live_no_disk"]
+            out.append(
+                f"  - The same path with its run directory in memory (tmpfs): {nd['us_per_action']:.0f} µs/action, "
+                f"so the disk is ~{lv['us_per_action'] - nd['us_per_action']:.0f} µs of the path's action."
+            )
+        if "live_no_journal" in f:
+            lnj, dnj = f["live_no_journal"], f["dry_run_only_no_journal"]
+            out.append(
+                f"  - With the journal switched off: {lnj['us_per_action']:.0f} µs/action `--approve-all`, "
+                f"{dnj['us_per_action']:.0f} `--dry-run-only`. The bars allow "
+                f"{1e6 / BAR_LIVE_ACTIONS_PER_S:.0f} and {1e6 / BAR_DRY_ACTIONS_PER_S:.0f} µs/action: "
+                "the pipeline without any journal is already over them, so no faster journal or event "
+                "encoding alone can meet them."
+            )
     out += [
         "- Group commit (`core/group_commit.py`, wired in `core/harness.py`): every durability barrier "
         "(an intent before its effect, an outcome before the action is reported done, a LIVE start) awaits "
