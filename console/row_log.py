@@ -73,13 +73,7 @@ class RowLog(Log):
             return
         before = len(self.shown) + len(pairs)
         self.shown.extend(event for _, event in pairs)
-        # Textual scrolls a log on write only if it was at the end before; a following log
-        # can be off the end without having been scrolled back (it was hidden or shrunk and
-        # grew again), so a following log goes to the end here whatever it was before.
-        at_end = self.is_vertical_scroll_end
         self.write_lines([line for line, _ in pairs], scroll_end=self._following)
-        if self._following and not at_end and not self.is_vertical_scrollbar_grabbed:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
         pruned = before - len(self.shown)
         if self.cursor is not None and pruned:
             self.cursor = max(0, self.cursor - pruned)
@@ -156,8 +150,10 @@ class RowLog(Log):
         return strip
 
     def on_resize(self) -> None:
-        # Grown back after a narrow terminal (or a tab that hid it): a following log shows
-        # the newest rows at once, not at its next row.
+        # Shrunk (a narrow terminal, a tab that hid it), a log is left where the smaller size
+        # put it, which is off the end once it grows back; Textual's write scrolls only a log
+        # already at the end, so a following log would stop following unseen. It goes back to
+        # the end here, at once, whether or not rows come later.
         if self._following:
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
 
