@@ -274,19 +274,19 @@ def run(quick: bool = False) -> dict[str, Any]:
         for label, plan in plans.items():
             runs = 1 if (quick or label == "100k") else 3
             figures: dict[str, Any] = {}
+            paths: list[tuple[str, str, list[str]]] = [
+                ("floor", "floor", []),
+                ("floor_no_disk", "floor", ["--no-disk"]),
+                ("live", "live", []),
+                ("dry_run_only", "live", ["--dry-run-only"]),
+            ]
+            if label == "10k":
+                if MEMORY_DIR is not None:
+                    paths.append(("live_no_disk", "live", ["--no-disk"]))
+                paths.append(("live_no_journal", "live", ["--no-journal"]))
+                paths.append(("dry_run_only_no_journal", "live", ["--dry-run-only", "--no-journal"]))
             # Interleaved, so a slow minute of this shared machine hits floor and path alike.
             for _ in range(runs):
-                paths: list[tuple[str, str, list[str]]] = [
-                    ("floor", "floor", []),
-                    ("floor_no_disk", "floor", ["--no-disk"]),
-                    ("live", "live", []),
-                    ("dry_run_only", "live", ["--dry-run-only"]),
-                ]
-                if label == "10k":
-                    if MEMORY_DIR is not None:
-                        paths.append(("live_no_disk", "live", ["--no-disk"]))
-                    paths.append(("live_no_journal", "live", ["--no-journal"]))
-                    paths.append(("dry_run_only_no_journal", "live", ["--dry-run-only", "--no-journal"]))
                 for key, what, flags in paths:
                     r = run_child(f"benchmarks.{NAME}", what, str(plan), *flags, timeout=900)
                     prev = figures.get(key)
