@@ -735,7 +735,12 @@ async def test_footer_keys_are_rebuilt_only_when_they_change(tmp_path: Path) -> 
         # Locking changes which keys are enabled: now the footer is rebuilt, lock dimmed.
         await pilot.press("l")
         await wait_until(pilot, lambda: not app.gate.pending and app.current_modal is None, "the lock's denials")
-        await wait_until(pilot, lambda: list(footer.query(FooterKey)) != keys, "the footer to show the lock")
+        # The rebuild removes the old keys before it mounts the new ones: wait for the new lock key.
+        await wait_until(
+            pilot,
+            lambda: list(footer.query(FooterKey)) != keys and any(k.action == "lock" for k in footer.query(FooterKey)),
+            "the footer to show the lock",
+        )
         lock_keys = [key for key in footer.query(FooterKey) if key.action == "lock"]
         assert lock_keys and all(key.has_class("-disabled") for key in lock_keys)
         await finish_and_quit(pilot, app, "n", {request_id})
